@@ -1,0 +1,143 @@
+"""Unpack selected layers of a ModelKit from the local store into a directory — verified and atomic.
+
+Layers are untrusted input: each is extracted by ``extract.py`` (no absolute or ``..`` names, no
+links or devices) into a staging directory beside ``dest``, its digest (and diffId when
+compressed) is checked before anything reaches ``dest``, and only then are the files moved
+into place. A failure at any point leaves ``dest`` exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .compression import decompressing_reader
+from .digests import VerifyingReader
+from .errors import UnpackError
+from .extract import extract_raw, extract_tar, merge_tree
+from .filters import KIND_TO_FILTER_TYPE, LayerFilter, selects, wants_kitfile
+from .kitfile import Kitfile
+from .manifest import ANNOTATION_FILE_METADATA, ANNOTATION_FILEPATH, Manifest, PlannedLayer, clean_path, plan_layers
+from .store import LocalStore
+
+LOG = logging.getLogger("kitops_flows")
+
+#: What to do with files that already exist in dest (kit: error, -o/--overwrite, -i/--ignore-existing).
+EXISTING_POLICIES = ("error", "overwrite", "ignore")
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    dest: Path
+    layers: tuple[PlannedLayer, ...]
+    kitfile_written: bool
+
+    @property
+    def paths(self) -> list[Path]:
+        """Where each unpacked entry's files are (``dest / entry.path``)."""
+        return [self.dest / clean_path(p.entry.path) for p in self.layers]
+
+
+def select_layers(kitfile: Kitfile, manifest: Manifest, filters: Sequence[LayerFilter], what: str) -> list[PlannedLayer]:
+    """The planned layers the filters select, in kit's unpack order."""
+    order = {"model": 0, "modelpart": 1, "dataset": 2, "code": 3, "docs": 4, "prompt": 5, "mcpb": 6}
+    chosen = [
+        p for p in plan_layers(kitfile, manifest, what)
+        if selects(filters, KIND_TO_FILTER_TYPE[p.entry.kind], p.entry.name, p.entry.path)
+    ]
+    return sorted(chosen, key=lambda p: order[p.entry.kind])  # stable: Kitfile order within a kind
+
+
+def unpack_layers(
+    store: LocalStore,
+    manifest: Manifest,
+    kitfile: Kitfile,
+    dest: Path | str,
+    *,
+    filters: Sequence[LayerFilter] = (),
+    existing: str = "error",
+    write_kitfile: bool = True,
+    what: str = "ModelKit",
+) -> UnpackResult:
+    """Extract the layers ``filters`` select (every blob must be in ``store``) into ``dest``."""
+    if existing not in EXISTING_POLICIES:
+        raise UnpackError(f"invalid existing-file policy {existing!r}: use one of {', '.join(EXISTING_POLICIES)}")
+    planned = select_layers(kitfile, manifest, filters, what)
+    dest = Path(dest).expanduser().absolute()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))
+    try:
+        for p in planned:
+            _extract_one(store, p, staging, what)
+        kitfile_written = False
+        if write_kitfile and wants_kitfile(filters):
+            kitfile_written = _stage_kitfile(kitfile, staging, dest, existing)
+        if not dest.exists():
+            os.chmod(staging, 0o755)
+            os.rename(staging, dest)  # fresh destination: one atomic rename
+        else:
+            if not dest.is_dir():
+                raise UnpackError(f"unpack destination {dest} exists and is not a directory")
+            merge_tree(staging, dest, existing=existing)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for p in planned:
+        LOG.info("Unpacked %s layer %s to %s", p.entry.kind, p.layer.digest, dest / clean_path(p.entry.path))
+    return UnpackResult(dest, tuple(planned), kitfile_written)
+
+
+def _extract_one(store: LocalStore, p: PlannedLayer, staging: Path, what: str) -> None:
+    label = f"{p.entry.kind} layer {p.layer.digest} ({p.entry.path!r}) of {what}"
+    with store.open_blob(p.layer.digest, p.layer.size, what=label) as blob:
+        stream = decompressing_reader(blob, p.media.compression)
+        info = p.entry.entry.layer_info
+        checked = stream
+        if p.media.compression != "none" and info is not None and info.diff_id:
+            checked = VerifyingReader(stream, info.diff_id, None, f"uncompressed {label}")  # type: ignore[assignment]
+        try:
+            if p.media.format == "raw":
+                annotations = p.layer.annotations or {}
+                filepath = annotations.get(ANNOTATION_FILEPATH) or clean_path(p.entry.path)
+                meta = _file_metadata(annotations)
+                extract_raw(checked, staging, filepath, int(meta.get("mode", 0o644)), meta.get("size"))
+            else:
+                extract_tar(checked, staging)
+        except UnpackError as e:
+            raise UnpackError(f"{label}: {e}") from None
+        if isinstance(checked, VerifyingReader):
+            checked.verify()
+        blob.verify()  # reads any tail the tar reader skipped, then checks size and digest
+
+
+def _file_metadata(annotations: dict[str, str]) -> dict[str, int]:
+    with contextlib.suppress(ValueError, TypeError):
+        meta = json.loads(annotations.get(ANNOTATION_FILE_METADATA, "{}"))
+        if isinstance(meta, dict):
+            return {k: v for k, v in meta.items() if k in ("mode", "size") and isinstance(v, int)}
+    return {}
+
+
+def _stage_kitfile(kitfile: Kitfile, staging: Path, dest: Path, existing: str) -> bool:
+    """Put the Kitfile (YAML) in staging, following kit's rule for an existing one."""
+    text = kitfile.to_yaml().encode()
+    current = dest / "Kitfile"
+    if current.exists():
+        if current.is_file() and current.read_bytes() == text:
+            return False
+        if existing != "overwrite":
+            if existing == "ignore":
+                return False
+            raise UnpackError(
+                f"failed to unpack: Kitfile exists in {dest} and does not match model's Kitfile "
+                "(use overwrite to replace it)"
+            )
+    (staging / "Kitfile").write_bytes(text)
+    os.chmod(staging / "Kitfile", 0o644)
+    return True
