@@ -263,12 +263,19 @@ class LocalStore:
         self._ensure_layout()
         return self.ingest_dir / digest.split(":", 1)[1]
 
-    def commit_file(self, path: Path, digest: str, size: int | None = None) -> None:
-        """Move a downloaded file into the store after re-checking its digest. The file is consumed either way."""
-        try:
-            from .digests import file_digest
+    def commit_file(self, path: Path, digest: str, size: int | None = None, *, verified: bool = False) -> None:
+        """Move a downloaded file into the store; the file is consumed either way.
 
-            got, got_size = file_digest(path)
+        ``verified=True`` means the caller hashed the bytes while writing them (the registry client
+        does), so they are not read a second time; otherwise the digest is checked here.
+        """
+        try:
+            if verified:
+                got, got_size = digest, path.stat().st_size
+            else:
+                from .digests import file_digest
+
+                got, got_size = file_digest(path)
             self._commit(path, got, got_size, digest, size)
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,458 @@
+"""The public API: what the CLI and the Airflow, Prefect and Dagster plugins call.
+
+>>> from kitops_flows.api import KitOpsClient
+>>> kit = KitOpsClient()                                   # local store at $KITOPS_HOME, like kit
+>>> mk = kit.pack("ml/churn", reference="127.0.0.1:5000/team/churn:v3")      # doctest: +SKIP
+>>> kit.push(mk.reference)                                                   # doctest: +SKIP
+>>> kit.pull_layer(mk.pinned, ["model"], "/tmp/serve")                       # doctest: +SKIP
+
+One client holds one store and the registry settings; it keeps no global state, so plugins can
+build one per task from their own connection/block/resource config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
+from .filters import LayerFilter, parse_filters
+from .kitfile import Kitfile, is_modelkit_reference
+from .lineage import RunContext
+from .manifest import ANNOTATION_CLI_VERSION, Manifest, ManifestError, kitfile_from_manifest
+from .mediatypes import OCI_INDEX, OCI_MANIFEST
+from .modelkit import ModelKitDescriptor, describe
+from .pack import LayerSource, PackOptions, load_kitfile
+from .pack import pack as _pack
+from .progress import ProgressCallback, ProgressReporter
+from .reference import Reference, parse_reference
+from .registry import RegistryClient, RegistryCredentials, resolve_credentials
+from .store import Descriptor, LocalStore, VerifyReport
+from .unpack import UnpackResult, unpack_layers
+
+LOG = logging.getLogger("kitops_flows")
+MAX_MODEL_REF_CHAIN = 10  # kit's MaxModelRefChain
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """A row of ``list``, with kit's JSON keys (``to_dict``)."""
+
+    repo: str
+    digest: str
+    tags: tuple[str, ...]
+    model_name: str
+    size: str
+    author: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"repo": self.repo, "digest": self.digest, "tags": list(self.tags), "modelName": self.model_name,
+                "size": self.size, "author": self.author}
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A resolved ModelKit: where it is, its manifest and Kitfile."""
+
+    ref: Reference
+    manifest_desc: Descriptor
+    manifest_bytes: bytes
+    manifest: Manifest
+    kitfile: Kitfile
+    kitfile_in_artifact: bool
+
+
+@dataclass
+class KitOpsClient:
+    """Pack, store, push, pull and unpack ModelKits.
+
+    ``credentials`` is one RegistryCredentials for every registry, or a mapping of registry host to
+    credentials; registries not covered fall back to env vars, kit's credentials.json and the
+    docker config. ``immutable_tags`` refuses to move an existing remote tag to another digest.
+    """
+
+    store: LocalStore = field(default_factory=LocalStore.default)
+    plain_http: bool = False
+    tls_verify: bool = True
+    credentials: RegistryCredentials | Mapping[str, RegistryCredentials] | None = None
+    concurrency: int = 4
+    immutable_tags: bool = False
+    progress: ProgressCallback | None = None
+    s3_session: object | None = None  # a boto3.Session; None = boto3's default credential chain
+    _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
+
+    # -- registry plumbing -------------------------------------------------------------------------
+    def registry_client(self, registry: str) -> RegistryClient:
+        """The (cached) client for one registry host."""
+        if registry not in self._clients:
+            creds = self._credentials_for(registry)
+            self._clients[registry] = RegistryClient(
+                registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
+                concurrency=self.concurrency,
+            )
+        return self._clients[registry]
+
+    def _credentials_for(self, registry: str) -> RegistryCredentials | None:
+        if isinstance(self.credentials, RegistryCredentials):
+            return self.credentials
+        if isinstance(self.credentials, Mapping) and registry in self.credentials:
+            return self.credentials[registry]
+        return resolve_credentials(registry, kitops_home=self.store.home)
+
+    def _reporter(self, label: str, total: int | None) -> ProgressReporter:
+        return ProgressReporter(label, total=total, on_update=self.progress)
+
+    @staticmethod
+    def _remote(ref: Reference, action: str) -> None:
+        if ref.is_local_only:
+            raise KitopsError(
+                f"cannot {action} {ref.display()}: it names no registry. Use a reference such as "
+                f"registry.example.com/{ref.repository}:{ref.tag or 'latest'}"
+            )
+
+    # -- pack / local store ---------------------------------------------------------------------------
+    def pack(
+        self,
+        context_dir: Path | str,
+        *,
+        kitfile: Path | str | Kitfile | None = None,
+        reference: str | None = None,
+        compression: str = "none",
+        layer_format: str = "tar",
+        annotations: Mapping[str, str] | None = None,
+        sources: Mapping[str, str] | None = None,
+        run: RunContext | None = None,
+        parents: Sequence[str] = (),
+        record_lineage: bool = True,
+        push: bool = False,
+    ) -> ModelKitDescriptor:
+        """Pack a directory into the local store (and push it when ``push``).
+
+        ``sources`` maps a Kitfile entry (its name or literal path) to an ``s3://bucket/key`` or
+        ``s3://bucket/prefix/`` URI whose objects become that layer's files, streamed without a local
+        copy. ``run`` and ``parents`` feed the provenance record (orchestrator run, parent ModelKits);
+        the code checkout, user, host and S3 object versions are collected automatically.
+
+        >>> kit.pack("job/", reference="reg.example.com/team/churn:v7",
+        ...          sources={"train": "s3://ml-data/churn/2026-11-26/"}, push=True)      # doctest: +SKIP
+        """
+        context = Path(context_dir).expanduser().absolute()
+        kf, _ = load_kitfile(context, kitfile)
+        layer_sources: dict[int, LayerSource] = {}
+        s3_inputs: list[object] = []
+        if sources:
+            from .s3 import s3_layer_sources
+
+            layer_sources, s3_inputs = s3_layer_sources(kf, sources, session=self.s3_session)
+        extra = dict(annotations or {})
+        provenance = None
+        if record_lineage:
+            from .lineage import collect_provenance
+
+            provenance = collect_provenance(
+                self, context, kf, run=run, parents=parents, s3_inputs=s3_inputs
+            )
+            extra.update(provenance.annotations())
+        desc = _pack(
+            self.store, context, kitfile=kf, reference=reference,
+            options=PackOptions(compression=compression, layer_format=layer_format),
+            annotations=extra, layer_sources=layer_sources,
+        )
+        if provenance is not None:
+            from .lineage import record_local
+
+            record_local(self, desc, provenance)
+        if push:
+            if reference is None:
+                raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
+            return self.push(reference)
+        return desc
+
+    def _load_local(self, ref: Reference) -> _Loaded:
+        desc = self.store.resolve(ref)
+        data = self.store.read_blob(desc.digest, desc.size)
+        manifest = Manifest.from_bytes(data, f"manifest of {ref.display()}")
+        config = self.store.read_blob(manifest.config.digest, manifest.config.size)
+        kitfile, in_artifact = kitfile_from_manifest(manifest, config, ref.display())
+        return _Loaded(ref, desc, data, manifest, kitfile, in_artifact)
+
+    def describe(self, reference: str) -> ModelKitDescriptor:
+        """Descriptor of a ModelKit in the local store."""
+        ref = parse_reference(reference)
+        loaded = self._load_local(ref)
+        tags = self.store.tags_of(ref.repo_path, loaded.manifest_desc.digest)
+        return describe(ref.registry, ref.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
+
+    def list(self, repository: str | None = None) -> list[ListEntry]:
+        """Local ModelKits (``kit list``), or a remote repository's tags when ``repository`` names a registry."""
+        if repository is not None:
+            ref = parse_reference(repository)
+            if not ref.is_local_only:
+                return self._list_remote(ref)
+        entries = []
+        for entry in self.store.list_entries(parse_reference(repository).repo_path if repository else None):
+            try:
+                loaded = self._load_local(Reference(*entry.repo_path.split("/", 1), entry.descriptor.digest))
+            except (KitopsError, ManifestError) as e:
+                LOG.warning("skipping %s@%s: %s", entry.repo_path, entry.descriptor.digest, e)
+                continue
+            entries.append(self._list_entry(entry.repo_path, entry.descriptor.digest, entry.tags, loaded))
+        return entries
+
+    def _list_remote(self, ref: Reference) -> list[ListEntry]:
+        client = self.registry_client(ref.registry)
+        rows: dict[str, list[str]] = {}
+        for tag in client.list_tags(ref.repository):
+            digest = client.manifest_digest(ref.repository, tag)
+            if digest:
+                rows.setdefault(digest, []).append(tag)
+        out = []
+        for digest, tags in rows.items():
+            try:
+                loaded = self._load_remote(ref.with_reference(digest), fetch_config_only=True)
+            except (KitopsError, ManifestError):
+                continue  # not a ModelKit (kit's list skips those too)
+            out.append(self._list_entry(ref.repo_path, digest, tuple(sorted(tags)), loaded))
+        return out
+
+    @staticmethod
+    def _list_entry(repo_path: str, digest: str, tags: Iterable[str], loaded: _Loaded) -> ListEntry:
+        kf = loaded.kitfile
+        size = sum(l.size for l in loaded.manifest.layers)
+        return ListEntry(
+            repo=repo_path, digest=digest, tags=tuple(tags),
+            model_name=kf.package.name or (kf.model.name if kf.model else ""),
+            size=_kit_size(size), author=kf.package.authors[0] if kf.package.authors else "",
+        )
+
+    def inspect(self, reference: str, *, remote: bool = False) -> dict[str, object]:
+        """``kit inspect``: ``{"digest", "cliVersion", "kitfile", "manifest"}``."""
+        ref = parse_reference(reference)
+        loaded = self._load_remote(ref, fetch_config_only=True) if remote else self._load_local(ref)
+        return {
+            "digest": loaded.manifest_desc.digest,
+            "cliVersion": loaded.manifest.annotations.get(ANNOTATION_CLI_VERSION, ""),
+            "kitfile": json.loads(loaded.kitfile.to_json()),
+            "manifest": json.loads(loaded.manifest_bytes),
+        }
+
+    def info(self, reference: str, *, remote: bool = False) -> Kitfile:
+        """``kit info``: the Kitfile of a ModelKit."""
+        ref = parse_reference(reference)
+        return (self._load_remote(ref, fetch_config_only=True) if remote else self._load_local(ref)).kitfile
+
+    def tag(self, source: str, destination: str) -> ModelKitDescriptor:
+        """``kit tag``: add a local tag (across repositories too)."""
+        self.store.tag(parse_reference(source), parse_reference(destination))
+        return self.describe(destination)
+
+    def remove(self, reference: str, *, force: bool = False, remote: bool = False) -> list[str]:
+        """``kit remove``: untag or delete locally, or delete a manifest/tag in a registry (``remote``)."""
+        ref = parse_reference(reference)
+        if not remote:
+            return self.store.remove(ref, force=force)
+        self._remote(ref, "remove")
+        client = self.registry_client(ref.registry)
+        digest = ref.digest or client.manifest_digest(ref.repository, ref.reference)
+        if digest is None:
+            raise NotFoundError(f"{ref} not found in the registry")
+        client.delete_manifest(ref.repository, digest)
+        return [f"{ref.repo_path}@{digest}"]
+
+    def verify(self) -> VerifyReport:
+        """Re-hash every blob in the local store and check every manifest, blob and tag."""
+        return self.store.verify()
+
+    # -- registry: push ----------------------------------------------------------------------------------
+    def push(self, source: str, destination: str | None = None, *, immutable: bool | None = None) -> ModelKitDescriptor:
+        """Copy a local ModelKit to a registry: blobs (skipping those present), then the manifest, then tags.
+
+        Tags are written last, so a registry never has a tag pointing at a manifest with missing blobs.
+        """
+        src = parse_reference(source)
+        dst = parse_reference(destination) if destination else src
+        self._remote(dst, "push")
+        loaded = self._load_local(src)
+        client = self.registry_client(dst.registry)
+        repo, digest = dst.repository, loaded.manifest_desc.digest
+        tags = dst.tags if destination else (src.tags or [])
+        if immutable if immutable is not None else self.immutable_tags:
+            for tag in tags:
+                current = client.manifest_digest(repo, tag)
+                if current is not None and current != digest:
+                    raise TagExistsError(
+                        f"tag {dst.repo_path}:{tag} already points at {current}; refusing to move it to {digest} "
+                        "(tags are immutable here: push a new tag, or allow moving tags)"
+                    )
+        blobs = list({b.digest: b for b in loaded.manifest.blobs()}.values())
+        self._parallel(lambda b: self._push_blob(client, repo, b), blobs)
+        client.put_manifest(repo, digest, loaded.manifest_bytes, OCI_MANIFEST)
+        for tag in tags:
+            client.put_manifest(repo, tag, loaded.manifest_bytes, OCI_MANIFEST)
+        LOG.info("Pushed %s@%s%s", dst.repo_path, digest, f" as {', '.join(tags)}" if tags else "")
+        from .lineage import push_records
+
+        push_records(self, loaded.manifest_desc, dst)
+        return describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
+
+    def _push_blob(self, client: RegistryClient, repo: str, blob: Descriptor) -> None:
+        path = self.store.blob_path(blob.digest)
+        if not self.store.has_blob(blob.digest, blob.size):
+            raise NotFoundError(f"blob {blob.digest} is missing from the local store; re-pack or re-pull the ModelKit")
+        reporter = self._reporter(f"push {blob.digest[:19]}", blob.size)
+        client.push_blob(repo, blob.digest, blob.size, lambda: open(path, "rb"), progress=reporter)
+        reporter.finish()
+
+    def _parallel(self, fn, items: Sequence) -> None:  # type: ignore[no-untyped-def]
+        if len(items) <= 1 or self.concurrency <= 1:
+            for item in items:
+                fn(item)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            for future in [pool.submit(fn, item) for item in items]:
+                future.result()  # re-raise the first failure
+
+    # -- registry: pull ----------------------------------------------------------------------------------
+    def _load_remote(self, ref: Reference, *, fetch_config_only: bool = False) -> _Loaded:
+        """Fetch and verify the manifest and config (into the store cache); the layers are not fetched."""
+        self._remote(ref, "pull")
+        client = self.registry_client(ref.registry)
+        fetched = client.get_manifest(ref.repository, ref.reference)
+        if fetched.media_type == OCI_INDEX:
+            raise ManifestError(
+                f"{ref} is an OCI index (a ModelKit index); pull one of its entries by digest instead"
+            )
+        manifest = Manifest.from_bytes(fetched.data, f"manifest of {ref}")
+        manifest.format  # raises "not a modelkit" early  # noqa: B018
+        self._fetch_blob(client, ref.repository, manifest.config)
+        config = self.store.read_blob(manifest.config.digest, manifest.config.size)
+        kitfile, in_artifact = kitfile_from_manifest(manifest, config, str(ref))
+        desc = Descriptor(OCI_MANIFEST, fetched.digest, len(fetched.data))
+        return _Loaded(ref, desc, fetched.data, manifest, kitfile, in_artifact)
+
+    def _fetch_blob(self, client: RegistryClient, repo: str, blob: Descriptor) -> None:
+        """Download a blob into the store unless it is there already (content-addressed cache)."""
+        if self.store.has_blob(blob.digest, blob.size):
+            return
+        ingest = self.store.ingest_path(blob.digest)
+        with open(ingest.with_suffix(".lock"), "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one downloader per blob across processes
+            try:
+                if self.store.has_blob(blob.digest, blob.size):
+                    return
+                reporter = self._reporter(f"pull {blob.digest[:19]}", blob.size)
+                client.fetch_blob(repo, blob.digest, blob.size, ingest, progress=reporter)
+                reporter.finish()
+                self.store.commit_file(ingest, blob.digest, blob.size, verified=True)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                with contextlib.suppress(FileNotFoundError):
+                    ingest.with_suffix(".lock").unlink()
+
+    def pull(self, reference: str) -> ModelKitDescriptor:
+        """Download a ModelKit (every blob, verified) into the local store and tag it as in the registry.
+
+        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does.
+        """
+        return self._pull(parse_reference(reference), chain=[])
+
+    def _pull(self, ref: Reference, chain: list[str]) -> ModelKitDescriptor:
+        if str(ref) in chain:
+            raise KitopsError(f"found cycle in modelkit references: [{'=>'.join([*chain, str(ref)])}]")
+        if len(chain) >= MAX_MODEL_REF_CHAIN:
+            raise KitopsError(f"reached maximum number of model references ({MAX_MODEL_REF_CHAIN}) at {ref}")
+        loaded = self._load_remote(ref)
+        client = self.registry_client(ref.registry)
+        layers = list({l.digest: l for l in loaded.manifest.layers}.values())
+        self._parallel(lambda l: self._fetch_blob(client, ref.repository, l), layers)
+        tags = [] if ref.is_digest else [ref.reference]
+        desc = self.store.put_manifest(ref.repo_path, loaded.manifest_bytes, tags)
+        kf = loaded.kitfile
+        if kf.model is not None and is_modelkit_reference(kf.model.path):
+            self._pull(parse_reference(kf.model.path), [*chain, str(ref)])
+        LOG.info("Pulled %s@%s", ref.repo_path, desc.digest)
+        return describe(ref.registry, ref.repository, desc, loaded.manifest, kf, tags)
+
+    def resolve(self, reference: str) -> ModelKitDescriptor:
+        """Descriptor of a ModelKit: from the local store if it is there, else from its registry (no layers fetched)."""
+        ref = parse_reference(reference)
+        try:
+            return self.describe(reference)
+        except NotFoundError:
+            if ref.is_local_only:
+                raise
+        loaded = self._load_remote(ref, fetch_config_only=True)
+        tags = [] if ref.is_digest else [ref.reference]
+        return describe(ref.registry, ref.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
+
+    # -- unpack -------------------------------------------------------------------------------------------
+    def unpack(
+        self,
+        reference: str,
+        dest: Path | str,
+        *,
+        filters: Sequence[str | LayerFilter] | str | None = None,
+        existing: str = "error",
+        write_kitfile: bool = True,
+    ) -> UnpackResult:
+        """Extract selected layers of a ModelKit into ``dest``.
+
+        From the local store when the ModelKit is there; otherwise only the selected layers (plus
+        the manifest and config) are fetched from the registry into the store cache, so the
+        downstream task that needs the dataset never downloads the 5 GB model.
+
+        >>> kit.unpack("reg.example.com/team/churn@sha256:…", "/data", filters=["datasets:train"])   # doctest: +SKIP
+        """
+        ref = parse_reference(reference)
+        parsed = _parse_filter_list(filters)
+        try:
+            loaded = self._load_local(ref)
+        except NotFoundError:
+            if ref.is_local_only:
+                raise
+            loaded = self._load_remote(ref)
+            self.store.put_bytes(loaded.manifest_bytes)
+            self.store.add_root(loaded.manifest_desc.digest)  # keep the cached layers out of gc
+        from .unpack import select_layers
+
+        client = None if ref.is_local_only else self.registry_client(ref.registry)
+        wanted = [p.layer for p in select_layers(loaded.kitfile, loaded.manifest, parsed, str(ref))]
+        missing = [l for l in {l.digest: l for l in wanted}.values() if not self.store.has_blob(l.digest, l.size)]
+        if missing:
+            if client is None:
+                raise NotFoundError(f"blobs of {ref.display()} are missing from the local store; run verify")
+            self._parallel(lambda l: self._fetch_blob(client, ref.repository, l), missing)
+        return unpack_layers(
+            self.store, loaded.manifest, loaded.kitfile, dest, filters=parsed, existing=existing,
+            write_kitfile=write_kitfile and loaded.kitfile_in_artifact, what=str(ref.display()),
+        )
+
+    def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
+                   existing: str = "error") -> UnpackResult:
+        """Fetch and extract only the layers ``filters`` select (no Kitfile written). Same as ``unpack``."""
+        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False)
+
+
+def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> list[LayerFilter]:
+    if filters is None:
+        return []
+    if isinstance(filters, str):
+        filters = [filters]
+    return [f if isinstance(f, LayerFilter) else parse_filters([f])[0] for f in filters]
+
+
+def _kit_size(n: int) -> str:
+    """kit list's SIZE: KiB/MiB/GiB with one decimal, rounded down."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{int(n * 10 / scale) / 10:.1f} {unit}"
+    return f"{n} B"
+
+
+__all__ = ["KitOpsClient", "ListEntry", "ModelKitDescriptor", "UnpackResult", "RegistryCredentials", "RegistryError"]

@@ -1,0 +1,348 @@
+"""``kitops-flows``: kit's commands and flags over the kitops-flows API.
+
+Examples::
+
+    kitops-flows pack ./churn -t team/churn:v1
+    kitops-flows list --format json
+    kitops-flows unpack team/churn:v1 -d /tmp/churn --filter datasets:train
+    kitops-flows push team/churn:v1 127.0.0.1:5000/team/churn:v1 --plain-http
+    kitops-flows verify
+
+Errors print one line to stderr and exit non-zero; progress and kit-style status lines go to stderr
+as plain lines (fit for CI logs), results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .api import KitOpsClient, ListEntry
+from .errors import KitopsError
+from .store import LocalStore, default_kitops_home
+
+LOG = logging.getLogger("kitops_flows")
+
+Command = Callable[[argparse.Namespace, KitOpsClient], int]
+
+
+def _client(args: argparse.Namespace) -> KitOpsClient:
+    home = Path(args.config) if args.config else default_kitops_home()
+    return KitOpsClient(
+        store=LocalStore(home),
+        plain_http=getattr(args, "plain_http", False),
+        tls_verify=getattr(args, "tls_verify", "true") != "false",
+        concurrency=getattr(args, "concurrency", 4),
+        immutable_tags=getattr(args, "immutable", False),
+    )
+
+
+# -- commands ----------------------------------------------------------------------------------------
+
+def cmd_pack(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    desc = kit.pack(
+        args.directory, kitfile=None if args.file in (None,) else _kitfile_arg(args.file), reference=args.tag,
+        compression=args.compression, layer_format=args.layer_format, push=args.push,
+    )
+    print(f"Model saved: {desc.digest}", file=sys.stderr)
+    print(desc.reference if args.tag else desc.digest)
+    return 0
+
+
+def _kitfile_arg(value: str) -> Path | object:
+    if value == "-":
+        from .kitfile import Kitfile
+
+        if sys.stdin.isatty():
+            raise KitopsError("No input file specified and no data piped")
+        return Kitfile.from_yaml(sys.stdin.read(), source="<stdin>")
+    return Path(value)
+
+
+def cmd_unpack(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    existing = "overwrite" if args.overwrite else "ignore" if args.ignore_existing else "error"
+    result = kit.unpack(args.reference, args.dir, filters=args.filter or None, existing=existing)
+    for path in result.paths:
+        print(path)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    desc = kit.push(args.source, args.destination)
+    print(desc.pinned)
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    desc = kit.pull(args.reference)
+    print(desc.pinned)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    rows = kit.list(args.repository)
+    if args.format == "json":
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return 0
+    _print_table(rows)
+    return 0
+
+
+def _print_table(rows: Sequence[ListEntry]) -> None:
+    from .reference import Reference
+
+    header = ("REPOSITORY", "TAG", "MAINTAINER", "NAME", "SIZE", "DIGEST")
+    lines = []
+    for r in rows:
+        repo = Reference(*r.repo.split("/", 1), "latest").display().rsplit(":", 1)[0]
+        for tag in r.tags or ("<none>",):
+            lines.append((repo, tag, r.author or "<none>", r.model_name or "<none>", r.size, r.digest))
+    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
+    for line in [header, *lines]:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+
+
+def cmd_inspect(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    print(json.dumps(kit.inspect(args.reference, remote=args.remote), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    kitfile = kit.info(args.reference, remote=args.remote)
+    if args.filter:
+        node: object = json.loads(kitfile.to_json())
+        for key in [k for k in args.filter.split(".") if k]:
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                raise KitopsError(f"filter {args.filter!r}: no field {key!r} in the Kitfile")
+        print(json.dumps(node, indent=2) if isinstance(node, (dict, list)) else node)
+        return 0
+    sys.stdout.write(kitfile.to_yaml())
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    desc = kit.tag(args.source, args.destination)
+    print(f"Tagged {args.source} as {args.destination} ({desc.digest})", file=sys.stderr)
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    for removed in kit.remove(args.reference, force=args.force, remote=args.remote):
+        print(f"Removed {removed}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    report = kit.verify()
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    print(
+        f"checked {report.blobs_checked} blobs and {report.manifests_checked} manifests: "
+        + ("OK" if report.ok else f"{len(report.problems)} problem(s)"),
+        file=sys.stderr,
+    )
+    return 0 if report.ok else 1
+
+
+def cmd_gc(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    print(f"Removed {kit.store.gc()} unreferenced blob(s)")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    from .generate import generate_kitfile
+
+    directory = Path(args.path)
+    target = directory / "Kitfile"
+    if target.exists() and not args.force:
+        raise KitopsError(f"{target} already exists; use --force to overwrite it")
+    kitfile = generate_kitfile(directory, name=args.name, description=args.desc, author=args.author)
+    target.write_text(kitfile.to_yaml())
+    print(f"Generated Kitfile: {target}", file=sys.stderr)
+    return 0
+
+
+def cmd_login(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    from .registry import login
+
+    username = args.username or input("Username: ")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif args.password:
+        password = args.password
+    else:
+        password = getpass.getpass("Password: ")
+    login(args.registry, username, password, kitops_home=kit.store.home, plain_http=args.plain_http,
+          tls_verify=args.tls_verify != "false")
+    print(f"Log in successful for {args.registry}", file=sys.stderr)
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    from .registry import logout
+
+    logout(args.registry, kitops_home=kit.store.home)
+    print(f"Logged out of {args.registry}", file=sys.stderr)
+    return 0
+
+
+def cmd_version(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    print(f"kitops-flows {__version__}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------------
+
+def _network_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plain-http", action="store_true", help="use plain HTTP to talk to the registry")
+    p.add_argument("--tls-verify", choices=("true", "false"), default="true",
+                   help="verify the registry's TLS certificate (default true)")
+    p.add_argument("--concurrency", type=int, default=4, help="blobs transferred in parallel (default 4)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kitops-flows",
+        description="Pack, store, push, pull and unpack KitOps ModelKits (kit-compatible).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Examples::", 1)[1].split("Errors print", 1)[0] if __doc__ else None,
+    )
+    parser.add_argument("--config", help="KitOps home (default $KITOPS_HOME or ~/.local/share/kitops)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, fn: Command, help_text: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=f"example:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("pack", cmd_pack, "Pack a directory into a ModelKit in the local store",
+            "kitops-flows pack ./churn -t team/churn:v1 --compression none")
+    p.add_argument("directory", help="context directory (Kitfile paths are relative to it)")
+    p.add_argument("-f", "--file", help="Kitfile to use (default: Kitfile, kitfile or .kitfile in DIR; '-' = stdin)")
+    p.add_argument("-t", "--tag", help="reference to tag it with: [registry/]repo[:tag][,tag2...]")
+    p.add_argument("--compression", default="none", choices=("none", "gzip", "gzip-fastest", "zstd"))
+    p.add_argument("--layer-format", default="tar", choices=("tar", "raw"))
+    p.add_argument("--push", action="store_true", help="push to the registry named in -t after packing")
+    _network_flags(p)
+
+    p = add("unpack", cmd_unpack, "Extract a ModelKit (or selected layers) into a directory",
+            "kitops-flows unpack team/churn:v1 -d ./out --filter model --filter datasets:train")
+    p.add_argument("reference")
+    p.add_argument("-d", "--dir", default=".", help="destination directory (default .)")
+    p.add_argument("-f", "--filter", action="append",
+                   help="<type>[,<type>][:<name-or-path>,...]; types: kitfile, model, datasets, code, prompts, docs, mcpservers")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-o", "--overwrite", action="store_true", help="overwrite existing files")
+    g.add_argument("-i", "--ignore-existing", action="store_true", help="keep existing files, skip those entries")
+    _network_flags(p)
+
+    p = add("push", cmd_push, "Copy a local ModelKit to a registry", "kitops-flows push reg.example.com/team/churn:v1")
+    p.add_argument("source")
+    p.add_argument("destination", nargs="?")
+    p.add_argument("--immutable", action="store_true", help="refuse to move an existing tag to a different digest")
+    _network_flags(p)
+
+    p = add("pull", cmd_pull, "Download a ModelKit into the local store", "kitops-flows pull reg.example.com/team/churn:v1")
+    p.add_argument("reference")
+    _network_flags(p)
+
+    p = add("list", cmd_list, "List ModelKits in the local store (or a remote repository)", "kitops-flows list --format json")
+    p.add_argument("repository", nargs="?")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    _network_flags(p)
+
+    p = add("inspect", cmd_inspect, "Show digest, manifest and Kitfile as JSON", "kitops-flows inspect team/churn:v1")
+    p.add_argument("reference")
+    p.add_argument("-r", "--remote", action="store_true", help="inspect in the registry, not the local store")
+    _network_flags(p)
+
+    p = add("info", cmd_info, "Show the Kitfile of a ModelKit", "kitops-flows info team/churn:v1 -f model.path")
+    p.add_argument("reference")
+    p.add_argument("-r", "--remote", action="store_true")
+    p.add_argument("-f", "--filter", help="dotted path of one Kitfile field, e.g. model.path")
+    _network_flags(p)
+
+    p = add("tag", cmd_tag, "Tag a local ModelKit", "kitops-flows tag team/churn:v1 team/churn:champion")
+    p.add_argument("source")
+    p.add_argument("destination")
+
+    p = add("remove", cmd_remove, "Untag or remove a ModelKit", "kitops-flows remove team/churn:v1")
+    p.add_argument("reference")
+    p.add_argument("-f", "--force", action="store_true", help="remove the manifest even if given by tag")
+    p.add_argument("-r", "--remote", action="store_true", help="delete in the registry")
+    _network_flags(p)
+
+    add("verify", cmd_verify, "Re-hash every blob and check every manifest and tag in the local store",
+        "kitops-flows verify")
+    add("gc", cmd_gc, "Delete blobs no ModelKit references", "kitops-flows gc")
+
+    p = add("init", cmd_init, "Generate a Kitfile for a directory", "kitops-flows init ./churn --name churn")
+    p.add_argument("path")
+    p.add_argument("--name")
+    p.add_argument("--desc")
+    p.add_argument("--author")
+    p.add_argument("--force", action="store_true")
+
+    p = add("login", cmd_login, "Log in to a registry (credentials are checked before saving)",
+            "echo $PASS | kitops-flows login reg.example.com -u me --password-stdin")
+    p.add_argument("registry")
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password")
+    p.add_argument("--password-stdin", action="store_true")
+    _network_flags(p)
+
+    p = add("logout", cmd_logout, "Forget a registry's credentials", "kitops-flows logout reg.example.com")
+    p.add_argument("registry")
+
+    add("version", cmd_version, "Print the version", "kitops-flows version")
+    return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[args.log_level]
+    if args.verbose:
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    LOG.handlers[:] = [handler]
+    LOG.setLevel(level)
+    LOG.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    try:
+        return args.func(args, _client(args))
+    except KitopsError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as e:  # bad paths, permissions, disk full: still one clear line
+        if LOG.isEnabledFor(logging.DEBUG):
+            raise
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
