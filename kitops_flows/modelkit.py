@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from .kitfile import Kitfile
 from .manifest import ANNOTATION_CREATED, Manifest, plan_layers
+from .reference import DEFAULT_REGISTRY
 from .store import Descriptor
 
 
@@ -54,14 +55,19 @@ class ModelKitDescriptor:
         return f"{self.registry}/{self.repository}"
 
     @property
+    def _display_repo(self) -> str:
+        # kit's default registry is implicit: "localhost/x" would re-parse as repository "localhost/x"
+        return self.repository if self.registry == DEFAULT_REGISTRY else self.repo_path
+
+    @property
     def pinned(self) -> str:
         """``registry/repo@sha256:…``: what downstream should consume (never a moving tag)."""
-        return f"{self.repo_path}@{self.digest}"
+        return f"{self._display_repo}@{self.digest}"
 
     @property
     def reference(self) -> str:
         """``registry/repo:tag`` for the first tag, else the pinned reference."""
-        return f"{self.repo_path}:{self.tags[0]}" if self.tags else self.pinned
+        return f"{self._display_repo}:{self.tags[0]}" if self.tags else self.pinned
 
     def layer(self, kind: str, path_or_name: str | None = None) -> LayerSummary:
         """The first layer of ``kind`` (and name or Kitfile path, if given); KeyError if none."""

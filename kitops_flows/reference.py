@@ -27,7 +27,7 @@ _REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
 _REPOSITORY_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
-_ANY_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_BARE_DIGEST_RE = re.compile(r"^(?:sha256|sha384|sha512):[a-zA-Z0-9=_-]*$")  # what go-digest would parse
 _HOST_RE = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?$")
 
 
@@ -116,7 +116,7 @@ def parse_reference(text: str) -> Reference:
             f"invalid reference {raw!r}: remove the scheme ({text.split('://')[0]}://); "
             "write registry/repository:tag, and use --plain-http for http registries"
         )
-    if _ANY_DIGEST_RE.match(text) and ("/" not in text):
+    if _BARE_DIGEST_RE.match(text):
         validate_digest(text)
         return Reference(DEFAULT_REGISTRY, DEFAULT_REPOSITORY, text)
 
