@@ -198,6 +198,47 @@ def cmd_logout(args: argparse.Namespace, kit: KitOpsClient) -> int:
     return 0
 
 
+def cmd_lineage(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    from .lineage import graph
+
+    g = graph(kit, args.reference, "down" if args.down else "up", args.depth)
+    data = g.render(args.format)
+    if args.output:
+        Path(args.output).write_bytes(data)
+        print(f"Wrote {args.format} lineage graph of {len(g.nodes)} node(s) to {args.output}", file=sys.stderr)
+    elif args.format in ("png", "svg") and sys.stdout.isatty():
+        raise KitopsError(f"refusing to write {args.format} to a terminal: add -o FILE")
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    from .lineage import promote
+
+    event = promote(kit, args.reference, args.stage)
+    moved = f" (was {event.previous})" if event.previous and event.previous != event.digest else ""
+    print(f"Promoted {event.repository}@{event.digest} to {event.stage}{moved}", file=sys.stderr)
+    print(json.dumps(event.to_dict(), indent=2))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    from .lineage import history
+
+    events = history(kit, args.repository)
+    if args.format == "json":
+        print(json.dumps([e.to_dict() for e in events], indent=2))
+        return 0
+    header = ("TIME", "STAGE", "DIGEST", "PREVIOUS", "USER")
+    rows = [(e.time, e.stage, e.digest, e.previous or "<none>", e.user or "<none>") for e in events]
+    widths = [max(len(x[i]) for x in [header, *rows]) for i in range(len(header))]
+    for line in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
 def cmd_version(args: argparse.Namespace, kit: KitOpsClient) -> int:
     print(f"kitops-flows {__version__}")
     return 0
@@ -309,6 +350,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("logout", cmd_logout, "Forget a registry's credentials", "kitops-flows logout reg.example.com")
     p.add_argument("registry")
+
+    p = add("lineage", cmd_lineage, "Show where a ModelKit came from (or, with --down, what was built from it)",
+            "kitops-flows lineage reg.example.com/team/churn:v1 --format png -o churn.png")
+    p.add_argument("reference")
+    p.add_argument("--down", action="store_true", help="walk downstream (children) instead of upstream (inputs)")
+    p.add_argument("--depth", type=int, default=None, help="maximum ModelKit hops (default: no limit)")
+    p.add_argument("--format", choices=("json", "mermaid", "dot", "png", "svg"), default="json")
+    p.add_argument("-o", "--output", help="write to FILE instead of stdout (needed for png/svg on a terminal)")
+    _network_flags(p)
+
+    p = add("promote", cmd_promote, "Move a stage tag (staging, production, retired) to a ModelKit, with history",
+            "kitops-flows promote reg.example.com/team/churn:v3 production")
+    p.add_argument("reference")
+    p.add_argument("stage", choices=("staging", "production", "retired"))
+    _network_flags(p)
+
+    p = add("history", cmd_history, "Show the stage moves of a repository, newest first",
+            "kitops-flows history reg.example.com/team/churn")
+    p.add_argument("repository")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    _network_flags(p)
 
     add("version", cmd_version, "Print the version", "kitops-flows version")
     return parser
