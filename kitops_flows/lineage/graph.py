@@ -128,7 +128,8 @@ class _Walker:
     def tags(self, node: NodeRef) -> tuple[str, ...]:
         if node.repo_path not in self._tags:
             by_digest: dict[str, list[str]] = {}
-            for entry in self.client.store.list_entries() if node.repo_path in self.client.store.list_repos() else []:
+            local_repos = self.client.store.list_repos()
+            for entry in self.client.store.list_entries(node.repo_path) if node.repo_path in local_repos else []:
                 by_digest.setdefault(entry.descriptor.digest, []).extend(entry.tags)
             if self.reader.remote and not node.is_local_only:
                 rc = self.client.registry_client(node.registry)

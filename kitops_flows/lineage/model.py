@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..errors import DigestMismatchError, KitopsError, NotFoundError
 from ..manifest import ANNOTATION_CREATED, Manifest
 from ..mediatypes import OCI_MANIFEST
-from ..reference import DEFAULT_REGISTRY, Reference, is_digest, parse_reference
+from ..reference import DEFAULT_REGISTRY, DEFAULT_REPOSITORY, Reference, is_digest, parse_reference
 from ..store import Descriptor
 
 if TYPE_CHECKING:
@@ -82,6 +82,8 @@ class NodeRef:
     @property
     def pinned(self) -> str:
         """``registry/repo@sha256:…``, re-parseable (kit's implicit ``localhost`` is left out)."""
+        if self.registry == DEFAULT_REGISTRY and self.repository == DEFAULT_REPOSITORY:
+            return self.digest  # packed without a tag: kit stores it under localhost/_
         repo = self.repository if self.registry == DEFAULT_REGISTRY else self.repo_path
         return f"{repo}@{self.digest}"
 

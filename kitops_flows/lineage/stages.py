@@ -133,7 +133,6 @@ def promote(client: KitOpsClient, reference: str, stage: str) -> StageEvent:
             raise LineageError(f"another promotion in {node.repo_path} ran at the same time; promote again")
     else:
         rc = client.registry_client(node.registry)
-        client.store.put_bytes(data)  # the writer uploads from the store
         RemoteWriter(client, node.registry).push(node.repository, data, desc, node.digest)
         rc.put_manifest(node.repository, stage, manifest_bytes, OCI_MANIFEST)
         rc.put_manifest(node.repository, STAGE_LOG_TAG, data, OCI_MANIFEST)
