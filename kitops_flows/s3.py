@@ -312,7 +312,7 @@ def list_input(client: Any, uri: str | S3Uri, *, entry: str = "", mode: str = "e
                            "" if version == "null" else version, _iso(head.get("LastModified")))
             return S3Input(loc.bucket, loc.key, "object", entry, mode, (obj,))
         below = S3Uri(loc.bucket, loc.key + "/")
-        objects = _list_prefix(client, below)  # also tells a missing bucket from a missing key (HEAD cannot)
+        objects = _list_prefix(client, below, shown=loc)  # also tells a missing bucket from a missing key (HEAD cannot)
         if not objects or mode == "reference":
             raise S3SourceError(f"{loc}: no such object" + (
                 f" (a referenced dataset must be one object; {below} is a prefix)" if objects else
@@ -339,21 +339,22 @@ def _head(client: Any, loc: S3Uri) -> dict[str, Any] | None:
         raise _s3_error(e, str(loc), "reading the object's metadata (HEAD)") from e
 
 
-def _versioned(client: Any, loc: S3Uri) -> bool:
+def _versioned(client: Any, loc: S3Uri, shown: S3Uri) -> bool:
     from botocore.exceptions import ClientError
 
     try:
         status = client.get_bucket_versioning(Bucket=loc.bucket).get("Status")
     except ClientError as e:
         if _error_code(e) == "NoSuchBucket":
-            raise _s3_error(e, str(loc), "listing") from e
+            raise _s3_error(e, str(shown), "listing") from e
         return False  # no s3:GetBucketVersioning permission: list without versions
     return status in ("Enabled", "Suspended")
 
 
-def _list_prefix(client: Any, loc: S3Uri) -> list[S3Object]:
-    with _translated(str(loc), "listing the prefix"):
-        if _versioned(client, loc):
+def _list_prefix(client: Any, loc: S3Uri, shown: S3Uri | None = None) -> list[S3Object]:
+    """Every current object under ``loc`` (errors name ``shown``, the URI the user gave)."""
+    with _translated(str(shown or loc), "listing the prefix"):
+        if _versioned(client, loc, shown or loc):
             out = []
             for page in client.get_paginator("list_object_versions").paginate(Bucket=loc.bucket, Prefix=loc.key):
                 for v in page.get("Versions", ()):
