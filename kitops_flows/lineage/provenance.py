@@ -178,7 +178,7 @@ class Provenance:
                 "annotations": {"kind": "modelkit", "relation": p.relation, "givenAs": p.given_as},
             })
         for s3 in self.s3_inputs:
-            deps.append(_s3_dependency(s3))
+            deps.extend(_s3_dependencies(s3))
         if self.git is not None:
             deps.append({
                 "uri": f"git+{self.git.remote}" if self.git.remote else "git+file:",
@@ -218,18 +218,21 @@ class Provenance:
         }
 
 
-def _s3_dependency(s3: dict[str, Any]) -> dict[str, Any]:
-    """An S3 object as an SLSA ResourceDescriptor: versioned URI, ETag as its digest."""
-    bucket, key = str(s3.get("bucket", "")), str(s3.get("key", ""))
-    version = s3.get("version_id") or s3.get("versionId") or ""
-    uri = f"s3://{bucket}/{key}" + (f"?versionId={version}" if version else "")
-    digest: dict[str, str] = {}
-    if etag := str(s3.get("etag") or s3.get("ETag") or "").strip('"'):
-        digest["etag"] = etag
-    if fp := s3.get("fingerprint"):
-        digest["kitopsFlowsFingerprint"] = str(fp)
-    return {"uri": uri, "name": f"s3://{bucket}/{key}", "digest": digest, "annotations": {"kind": "s3", **{
-        k: v for k, v in s3.items() if isinstance(v, (str, int, float, bool)) and k != "fingerprint"}}}
+def _s3_dependencies(s3: dict[str, Any]) -> list[dict[str, Any]]:
+    """S3 objects as SLSA ResourceDescriptors: one per object version (a prefix expands), ETag as digest."""
+    bucket = str(s3.get("bucket", ""))
+    common = {"kind": "s3", "source": str(s3.get("uri", "")), "entry": str(s3.get("entry", "")),
+              "inputFingerprint": str(s3.get("fingerprint", ""))}
+    objects = s3.get("objects") or [s3]
+    out = []
+    for obj in objects:
+        key, version = str(obj.get("key", "")), str(obj.get("version_id") or "")
+        name = f"s3://{bucket}/{key}"
+        digest = {"etag": str(obj["etag"]).strip('"')} if obj.get("etag") else {}
+        ann = {**common, "size": obj.get("size", ""), "versionId": version}
+        out.append({"uri": name + (f"?versionId={version}" if version else ""), "name": name, "digest": digest,
+                    "annotations": {k: v for k, v in ann.items() if v != ""}})
+    return out
 
 
 def utc_now() -> str:
