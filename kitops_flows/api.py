@@ -373,6 +373,9 @@ class KitOpsClient:
         self._parallel(lambda l: self._fetch_blob(client, ref.repository, l), layers)
         tags = [] if ref.is_digest else [ref.reference]
         desc = self.store.put_manifest(ref.repo_path, loaded.manifest_bytes, tags)
+        from .lineage import pull_records
+
+        pull_records(self, desc, ref)  # provenance and downstream records travel with the ModelKit
         kf = loaded.kitfile
         if kf.model is not None and is_modelkit_reference(kf.model.path):
             self._pull(parse_reference(kf.model.path), [*chain, str(ref)])
@@ -437,6 +440,43 @@ class KitOpsClient:
                    existing: str = "error") -> UnpackResult:
         """Fetch and extract only the layers ``filters`` select (no Kitfile written). Same as ``unpack``."""
         return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False)
+
+    # -- S3 -----------------------------------------------------------------------------------------------
+    def pack_if_changed(self, context_dir: Path | str, *, reference: str, sources: Mapping[str, object],
+                        **pack_kwargs: object) -> tuple[ModelKitDescriptor, bool]:
+        """``pack`` unless every S3 input still has the object versions the tagged ModelKit was built from.
+
+        Returns ``(descriptor, packed)``; see ``kitops_flows.s3.pack_if_changed``.
+
+        >>> mk, packed = kit.pack_if_changed("job/", reference="reg.example.com/team/data:nightly",
+        ...                                  sources={"train": "s3://ml-data/churn/"}, push=True)  # doctest: +SKIP
+        """
+        from .s3 import pack_if_changed
+
+        return pack_if_changed(self, context_dir, reference=reference, sources=sources,  # type: ignore[arg-type]
+                               **pack_kwargs)
+
+    def unpack_to_s3(self, reference: str, filters: Sequence[str] | str | None,
+                     dest: str) -> S3UnpackResult:  # noqa: F821 - imported lazily (boto3 is optional)
+        """Extract the selected layers to ``s3://bucket/prefix/`` (verified first); returns an S3UnpackResult.
+
+        >>> kit.unpack_to_s3(mk.pinned, ["datasets:train"], "s3://serving/churn/")   # doctest: +SKIP
+        """
+        from .s3 import unpack_to_s3
+
+        return unpack_to_s3(self, reference, filters, dest)
+
+    def download_remote_datasets(self, reference: str, dest: Path | str, *, overwrite: bool = False) -> list[Path]:
+        """Fetch a ModelKit's ``remotePath: s3://`` datasets into ``dest`` (kit's ``--include-remote``), verified."""
+        from .s3 import download_remote_datasets
+
+        try:
+            kf = self.info(reference)
+        except NotFoundError:
+            if parse_reference(reference).is_local_only:
+                raise
+            kf = self.info(reference, remote=True)
+        return download_remote_datasets(kf, dest, self.s3_session, overwrite=overwrite)
 
 
 def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> list[LayerFilter]:
