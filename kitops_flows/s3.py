@@ -1025,9 +1025,13 @@ def _upload(s3: Any, loc: S3Uri, name: str, reader: Any, size: int, created: lis
     from boto3.s3.transfer import TransferConfig
 
     key = loc.key + name
-    config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4,
-                            max_in_memory_upload_chunks=4)
+    config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4)
+    config.max_in_memory_upload_chunks = 4  # s3transfer's knob (boto3 does not expose it): bounds buffered parts
     created.append(key)
+    if 0 <= size <= PART_SIZE:  # one PUT; a transfer manager per small file costs more than the upload
+        data = reader.read(size)
+        s3.put_object(Bucket=loc.bucket, Key=key, Body=data)
+        return
     s3.upload_fileobj(reader, loc.bucket, key, Config=config)
 
 
