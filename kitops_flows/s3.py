@@ -75,7 +75,8 @@ ANNOTATION_FINGERPRINT = "ml.kitops-flows.s3.fingerprint"
 ANNOTATION_INPUTS_FINGERPRINT = "ml.kitops-flows.s3.inputs-fingerprint"
 
 PART_SIZE = 8 << 20  # ranged GET size; also the multipart chunk size for uploads
-PARTS_IN_FLIGHT = 6  # read-ahead window: memory is bounded by PARTS_IN_FLIGHT * PART_SIZE
+PARTS_IN_FLIGHT = 6  # read-ahead window in bytes: PARTS_IN_FLIGHT * PART_SIZE bounds memory
+MAX_REQUESTS_IN_FLIGHT = 64  # many small objects: keep the workers busy despite per-request latency
 WORKERS = 8
 MODES = ("embed", "reference")
 _GONE = ("NoSuchKey", "404", "NotFound")
@@ -455,6 +456,9 @@ class _Part:
 class ObjectStreamer:
     """Yields readers over objects in the given order, reading ahead a bounded window of parts.
 
+    The window holds at most ``window * part_size`` bytes (and ``MAX_REQUESTS_IN_FLIGHT`` requests),
+    so memory stays flat whether the prefix holds one 50 GB object or 100,000 small ones.
+
     Every GET carries ``If-Match`` with the listed ETag and its answer is checked against the listed
     ETag, VersionId and size, so a layer is never built from an object that changed after listing.
     """
@@ -507,7 +511,9 @@ class ObjectStreamer:
         parts = self._parts()
         try:
             def refill() -> None:
-                while len(pending) < self._window:
+                while len(pending) < MAX_REQUESTS_IN_FLIGHT and (
+                    not pending or sum(p.end - p.start for p, _ in pending) < self._window * self._part_size
+                ):
                     part = next(parts, None)
                     if part is None:
                         return
