@@ -48,7 +48,10 @@ from .gojson import Struct, fixed_notation, shortest_digits
 
 __all__ = [
     "Flow",
+    "MappingNode",
     "Node",
+    "ScalarNode",
+    "SequenceNode",
     "Struct",
     "Timestamp",
     "YAMLDecodeError",
@@ -298,7 +301,13 @@ def scalar_value(node: ScalarNode) -> tuple[str, Any]:
 
 
 def is_null(node: Node) -> bool:
-    return isinstance(node, ScalarNode) and scalar_value(node)[0] == NULL
+    """Whether ``node`` is a null scalar (a scalar that fails to resolve is not null)."""
+    if not isinstance(node, ScalarNode):
+        return False
+    try:
+        return scalar_value(node)[0] == NULL
+    except YAMLDecodeError:
+        return False
 
 
 def check_duplicate_keys(node: MappingNode) -> None:
