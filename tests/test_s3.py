@@ -294,3 +294,32 @@ def test_tar_walk_streams_member_bytes() -> None:
     total = _walk_tar(_tar(("d", tarfile.DIRTYPE, b""), ("d/a", None, b"abc"), ("d/b", None, b"")), "l",
                       lambda n, f, s: got.__setitem__(n, f.read(-1) if s else b""))
     assert got == {"d/a": b"abc", "d/b": b""} and total == 3
+
+
+# -- the pack hook -----------------------------------------------------------------------------------------------
+
+def test_layer_sources_index_after_reference_datasets_leave_the_layers(s3: Any) -> None:
+    from kitops_flows.kitfile import Kitfile
+    from kitops_flows.s3 import S3Source, s3_layer_sources
+
+    c = _client(s3)
+    c.create_bucket(Bucket="hook-bkt")
+    put = c.put_object(Bucket="hook-bkt", Key="lake/ref.parquet", Body=b"ref")
+    c.put_object(Bucket="hook-bkt", Key="run/x.csv", Body=b"x")
+    kf = Kitfile.from_yaml(
+        "manifestVersion: 1.0.0\npackage: {name: hook}\nmodel: {name: m, path: model.bin}\n"
+        "datasets:\n  - {name: lake, path: data/ref.parquet}\n  - {name: train, path: data/train}\n")
+    srcs, inputs = s3_layer_sources(kf, {"lake": S3Source("s3://hook-bkt/lake/ref.parquet", mode="reference"),
+                                         "data/train": "s3://hook-bkt/run/"}, client=c)
+    assert [(e.kind, e.path) for e in kf.layer_entries()] == [("model", "model.bin"), ("dataset", "data/train")]
+    assert list(srcs) == [1]  # index in the layer entries *after* the remote dataset left them
+    assert (kf.datasets[0].remote_path, kf.datasets[0].remote_hash) == ("s3://hook-bkt/lake/ref.parquet",
+                                                                        put["ETag"].strip('"'))
+    kf.validate()  # kit's rules accept the remote dataset (remoteHash present, S3 URL)
+    assert [(i.entry, i.mode, i.kind) for i in inputs] == [("lake", "reference", "object"),
+                                                           ("data/train", "embed", "prefix")]
+    with pytest.raises(PackError, match="only for datasets"):
+        s3_layer_sources(kf, {"m": S3Source("s3://hook-bkt/lake/ref.parquet", mode="reference")}, client=c)
+    with pytest.raises(PackError, match="must be a single object"):
+        s3_layer_sources(Kitfile.from_yaml("manifestVersion: 1.0.0\ndatasets:\n  - {name: d, path: d}\n"),
+                         {"d": S3Source("s3://hook-bkt/run/", mode="reference")}, client=c)
