@@ -24,7 +24,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from . import yaml12
 from .errors import KitfileError
@@ -143,7 +143,7 @@ class McpServerEntry:
     layer_info: LayerInfo | None = None
 
 
-Entry = Union[Model, ModelPart, CodeEntry, DatasetEntry, DocsEntry, PromptEntry, McpServerEntry]
+Entry = Model | ModelPart | CodeEntry | DatasetEntry | DocsEntry | PromptEntry | McpServerEntry
 
 
 @dataclass

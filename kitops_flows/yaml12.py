@@ -121,7 +121,7 @@ def _go_parse_int(text: str, base: int = 0) -> int | None:
     """strconv.ParseInt/ParseUint(text, base, 64) without the range check; None if malformed."""
     sign = 1
     body = text
-    if body[:1] in "+-" and body:
+    if body[:1] in ("+", "-"):
         sign = -1 if body[0] == "-" else 1
         body = body[1:]
     if base == 0:
@@ -132,13 +132,10 @@ def _go_parse_int(text: str, base: int = 0) -> int | None:
             base, body = 8, body[1:]
         else:
             base = 10
-    if not body or not all(c in "0123456789abcdefABCDEF"[: base if base <= 10 else 10 + (base - 10) * 2]
-                           for c in body):
+    digits = "0123456789abcdef"[:base]
+    if not body or not all(c.lower() in digits for c in body):  # Python's int() would also take "_" and spaces
         return None
-    try:
-        return sign * int(body, base)
-    except ValueError:
-        return None
+    return sign * int(body, base)
 
 
 def _int_in_range(value: int, allow_uint: bool) -> bool:
@@ -151,10 +148,9 @@ def _parse_timestamp(text: str) -> Timestamp | None:
     if not m:
         return None
     year, month, day = int(m[1]), int(m[2]), int(m[3])
+    # Go's calendar is proleptic Gregorian; year 0 is a leap year like 2000 (Python has no year 0)
     if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year or 2000, month)[1]:
         return None
-    if year == 0 and month == 2 and day == 29:  # year 0 is a leap year for Go too
-        pass
     if m[4] is not None:
         hms, frac, zone = (m[4], m[5], m[6]), m[7], m[8]
     elif m[9] is not None:
@@ -184,8 +180,10 @@ def resolve(tag: str, text: str) -> tuple[str, Any]:
     """
     if tag not in _RESOLVABLE:
         return tag, text
-    rtag, value = _resolve_untagged(text, allow_timestamp=tag in ("", TIMESTAMP)) if tag not in (STR,) else (STR, text)
-    if tag in ("", rtag, STR):
+    if tag == STR:
+        return STR, text
+    rtag, value = _resolve_untagged(text, allow_timestamp=tag in ("", TIMESTAMP))
+    if tag in ("", rtag):
         return rtag, value
     if tag == FLOAT and rtag == INT:
         return FLOAT, float(value)
@@ -207,7 +205,8 @@ def _resolve_untagged(text: str, allow_timestamp: bool) -> tuple[str, Any]:
                 return TIMESTAMP, ts
             plain = text.replace("_", "")
             number = _go_parse_int(plain)
-            if number is not None and _int_in_range(number, allow_uint=True):
+            # ParseInt, then ParseUint (which takes no sign) for values above int64
+            if number is not None and _int_in_range(number, allow_uint=not plain.startswith("+")):
                 return INT, number
             if _YAML_FLOAT.match(plain):
                 value = float(plain)

@@ -422,3 +422,38 @@ def test_yaml_output_parses_back_to_the_same_kitfile() -> None:
     again = Kitfile.from_yaml(original.to_yaml())
     assert again == original
     assert again.to_yaml() == original.to_yaml()
+
+
+# -- the YAML layer underneath (kitops_flows.yaml12); values checked against yaml.v3 3.0.1 ----------------
+
+@pytest.mark.parametrize(
+    ("plain", "value"),
+    [
+        ("true", True), ("True", True), ("TRUE", True), ("tRue", "tRue"), ("yes", "yes"), ("off", "off"),
+        ("~", None), ("Null", None), ("", None),
+        ("017", 15), ("0o17", 15), ("-0o17", -15), ("0x1F", 31), ("0b101", 5), ("09", 9.0), ("1_000", 1000),
+        ("18446744073709551615", 2**64 - 1), ("+18446744073709551615", 1.8446744073709552e19),
+        ("18446744073709551616", 1.8446744073709552e19), ("-9223372036854775809", -9.223372036854776e18),
+        (".5", 0.5), ("1.", 1.0), ("1e3", 1000.0), ("1e400", "1e400"), ("-.Inf", float("-inf")),
+        ("2001-12-14t21:59:43.10-05:00", "2001-12-14T21:59:43.1-05:00"), ("2002-2-30", "2002-2-30"),
+        ("1:20", "1:20"), ("0x", "0x"),
+    ],
+)
+def test_yaml12_plain_scalar_resolution(plain: str, value: object) -> None:
+    from kitops_flows import yaml12
+
+    loaded = yaml12.loads(f"k: {plain}\n")["k"]
+    assert loaded == value and type(loaded) is type(value) or isinstance(loaded, yaml12.Timestamp)
+    if isinstance(loaded, yaml12.Timestamp):
+        assert loaded == value
+
+
+def test_yaml12_dump_quoting_matches_yaml_v3() -> None:
+    from kitops_flows import yaml12
+
+    value = {"plain": "a b", "num": "12", "old-bool": "Y", "base60": "1:20", "colon": "a: b", "hash": "a #b",
+             "lead": " x", "empty": "", "tab": "a\tb", "quote": "it's", "emoji": "😀", "dash": "- x"}
+    assert yaml12.dump(value) == (
+        'base60: "1:20"\ncolon: \'a: b\'\ndash: \'- x\'\nemoji: "\\U0001F600"\nempty: ""\nhash: \'a #b\'\n'
+        "lead: ' x'\nnum: \"12\"\nold-bool: \"Y\"\nplain: a b\nquote: it's\ntab: \"a\\tb\"\n"
+    )
