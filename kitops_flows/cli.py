@@ -105,7 +105,7 @@ def _print_table(rows: Sequence[ListEntry]) -> None:
             lines.append((repo, tag, r.author or "<none>", r.model_name or "<none>", r.size, r.digest))
     widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
     for line in [header, *lines]:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
 def cmd_inspect(args: argparse.Namespace, kit: KitOpsClient) -> int:

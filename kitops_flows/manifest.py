@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import PurePosixPath
 
 from .errors import KitopsError
 from .kitfile import (
@@ -23,10 +22,9 @@ from .kitfile import (
     Kitfile,
     LayerEntry,
     LayerInfo,
-    McpServerEntry,
     Model,
     ModelPart,
-    PromptEntry,
+    clean_path,
 )
 from .mediatypes import (
     KIT_ARTIFACT_TYPE,
@@ -61,26 +59,6 @@ def created_timestamp(now: float | None = None) -> str:
             raise KitopsError(f'invalid SOURCE_DATE_EPOCH "{epoch}": must be an integer Unix time') from None
     ts = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def clean_path(path: str) -> str:
-    """Go's filepath.Clean for the slash-separated relative paths of a Kitfile (``./model/`` -> ``model``)."""
-    if path == "":
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(part)
-    out = "/".join(parts)
-    return ("/" + out) if rooted else (out or ".")
 
 
 @dataclass
@@ -188,7 +166,7 @@ def _synthesise_modelpack_kitfile(manifest: Manifest, config_bytes: bytes, what:
     if len(diff_ids) != len(manifest.layers):
         raise ManifestError(f"invalid ModelPack config in {what}: number of layers does not match DiffIDs")
     kf = Kitfile()
-    for layer, diff_id in zip(manifest.layers, diff_ids):
+    for layer, diff_id in zip(manifest.layers, diff_ids, strict=True):
         path = (layer.annotations or {}).get(ANNOTATION_FILEPATH)
         if not path:
             raise ManifestError(f"layer {layer.digest} of {what} has no {ANNOTATION_FILEPATH} annotation")
@@ -268,10 +246,6 @@ def layer_annotations(entry: LayerEntry) -> dict[str, str]:
     return ann
 
 
-def parent_path_of(path: str) -> str:
-    return str(PurePosixPath(clean_path(path)).parent)
-
-
 __all__ = [
     "ANNOTATION_CLI_VERSION",
     "ANNOTATION_CREATED",
@@ -284,6 +258,4 @@ __all__ = [
     "kitfile_from_manifest",
     "layer_annotations",
     "plan_layers",
-    "PromptEntry",
-    "McpServerEntry",
 ]

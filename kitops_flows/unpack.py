@@ -24,7 +24,14 @@ from .errors import UnpackError
 from .extract import extract_raw, extract_tar, merge_tree
 from .filters import KIND_TO_FILTER_TYPE, LayerFilter, selects, wants_kitfile
 from .kitfile import Kitfile
-from .manifest import ANNOTATION_FILE_METADATA, ANNOTATION_FILEPATH, Manifest, PlannedLayer, clean_path, plan_layers
+from .manifest import (
+    ANNOTATION_FILE_METADATA,
+    ANNOTATION_FILEPATH,
+    Manifest,
+    PlannedLayer,
+    clean_path,
+    plan_layers,
+)
 from .store import LocalStore
 
 LOG = logging.getLogger("kitops_flows")
