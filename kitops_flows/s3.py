@@ -393,7 +393,7 @@ def plan_members(inp: S3Input, entry_path: str, other_layer_paths: Sequence[str]
     children right after it (``a``, ``a/x``, ``a-b``, ``a.txt``), i.e. the order of the path
     *components*. Files inside another (more specific) layer's path are left to that layer.
     """
-    from .manifest import clean_path
+    from .kitfile import clean_path
 
     base = clean_path(entry_path)
     if base.startswith("/") or base == ".." or base.startswith("../"):
@@ -583,7 +583,7 @@ def s3_layer_sources(
 
     >>> srcs, inputs = s3_layer_sources(kf, {"train": "s3://ml-data/churn/"})   # doctest: +SKIP
     """
-    from .manifest import clean_path
+    from .kitfile import clean_path
 
     client = client if client is not None else s3_client(session)
     entries = kf.layer_entries()
@@ -714,7 +714,7 @@ def download_remote_datasets(
 
     >>> download_remote_datasets(kit.info("reg.example.com/team/churn:v7"), "/data")   # doctest: +SKIP
     """
-    from .manifest import clean_path
+    from .kitfile import clean_path
 
     client = client if client is not None else s3_client(session)
     root = Path(dest).expanduser().absolute()
@@ -943,7 +943,8 @@ FileSink = Callable[[str, Any, int], None]
 
 def _walk_layer(client: KitOpsClient, p: PlannedLayer, reference: str, sink: FileSink | None) -> int:
     """Read one layer blob, verified; hand each regular file to ``sink`` (None = verify only). Returns bytes."""
-    from .manifest import ANNOTATION_FILEPATH, clean_path
+    from .kitfile import clean_path
+    from .manifest import ANNOTATION_FILEPATH
 
     label = f"{p.entry.kind} layer {p.layer.digest} ({p.entry.path!r}) of {reference}"
     total = 0
