@@ -838,12 +838,8 @@ def _tagged_modelkit(client: KitOpsClient, reference: str) -> ModelKitDescriptor
         if ref.is_local_only:
             return client.describe(reference)
         info = client.inspect(reference, remote=True)
-    except NotFoundError:
+    except NotFoundError:  # includes the registry's 404 for an unknown tag
         return None
-    except KitopsError as e:
-        if "not found" in str(e).lower() or "unknown" in str(e).lower():
-            return None
-        raise
     digest = str(info["digest"])
     desc = client.resolve(f"{ref.repo_path}@{digest}")
     return replace(desc, tags=(ref.reference,))
