@@ -1,0 +1,72 @@
+"""``modelkit_digest_check``: does the asset's ModelKit still resolve to the digest Dagster recorded?
+
+Tags can be moved or deleted behind Dagster's back (``kit push`` of another build to the same
+tag, a registry clean-up). The check reads the latest materialisation's descriptor and asks the
+registry (or the local store, without a registry) what each recorded tag points at now, and
+whether the pinned digest still exists::
+
+    defs = dg.Definitions(assets=[churn_model], asset_checks=[modelkit_digest_check(churn_model)], ...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetKey,
+    AssetsDefinition,
+    MetadataValue,
+    asset_check,
+)
+
+from kitops_flows.errors import NotFoundError
+
+from .metadata import descriptor_from_metadata
+from .resource import KitRegistryResource
+
+
+def modelkit_digest_check(
+    asset: AssetsDefinition | AssetKey | str | Sequence[str],
+    *,
+    name: str = "modelkit_digest_resolves",
+    resource_key: str = "kitops",
+    blocking: bool = False,
+) -> AssetChecksDefinition:
+    """An asset check on ``asset`` (stored by ModelKitIOManager) comparing recorded and current digests."""
+    key = asset.key if isinstance(asset, AssetsDefinition) else AssetKey.from_coercible(asset)
+
+    @asset_check(asset=key, name=name, required_resource_keys={resource_key}, blocking=blocking,
+                 description="The recorded ModelKit digest still exists and its tags still point at it.")
+    def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        kitops: KitRegistryResource = getattr(context.resources, resource_key)
+        event = context.instance.get_latest_materialization_event(key)
+        materialization = event.asset_materialization if event is not None else None
+        desc = descriptor_from_metadata(materialization.metadata) if materialization is not None else None
+        if desc is None:
+            return AssetCheckResult(passed=False, description=f"{key.to_user_string()} has no recorded ModelKit")
+        client, remote = kitops.get_client(), bool(kitops.registry)
+        repo = desc.pinned.rsplit("@", 1)[0]
+        problems: list[str] = []
+        meta: dict[str, object] = {"expected": MetadataValue.text(desc.digest)}
+        try:
+            client.inspect(desc.pinned, remote=remote)
+        except NotFoundError:
+            problems.append(f"{desc.pinned} no longer exists")
+        for tag in desc.tags:
+            try:
+                actual = str(client.inspect(f"{repo}:{tag}", remote=remote)["digest"])
+            except NotFoundError:
+                actual = "(missing)"
+            meta[f"tag {tag}"] = MetadataValue.text(actual)
+            if actual != desc.digest:
+                problems.append(f"{repo}:{tag} points at {actual}, not the recorded {desc.digest}")
+        return AssetCheckResult(passed=not problems, metadata=meta,
+                                description="; ".join(problems) or f"{desc.reference} resolves to {desc.digest}")
+
+    return _check
+
+
+__all__ = ["modelkit_digest_check"]

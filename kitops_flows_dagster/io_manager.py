@@ -1,0 +1,276 @@
+"""``ModelKitIOManager``: every asset output is a ModelKit version; inputs pull only the layers they need.
+
+>>> import dagster as dg
+>>> kitops = KitRegistryResource(registry="registry.example.com", repository_prefix="ml")
+>>> defs = dg.Definitions(assets=[...], resources={"io_manager": ModelKitIOManager(kitops=kitops),
+...                                                "kitops": kitops})        # doctest: +SKIP
+
+Writing (``handle_output``): the asset returns a ``Path`` (file or directory), any Python object
+(serialised with ``serializer``, pickle by default), a ``ModelKitContents`` (several layers) or a
+``ModelKitDescriptor`` (already packed). The ModelKit goes to ``registry/prefix/<asset key>`` with
+the tag ``tag_template`` (``{partition}``) or ``unpartitioned_tag_template`` (``{run_id}``).
+The layer kind comes from the asset's metadata::
+
+    @dg.asset(metadata={"kitops": {"layer": "dataset", "path": "train.csv"}})
+
+Allowed output keys: ``layer`` (model, dataset, code, docs), ``name``, ``path``, ``serializer``,
+``description``. ModelKits the step loaded through this IO manager become lineage parents, and
+the Dagster run (job, run id, asset key, partition, code version) is recorded as provenance.
+The data version is the manifest digest, so staleness follows content.
+
+Reading (``load_input``): by default the digest recorded by the upstream's latest
+materialisation (of the same partition) is pulled, never a moving tag. Per input::
+
+    dg.AssetIn(metadata={"kitops": {"layers": ["datasets"], "digest": "sha256:…"}})   # or "tag": "v3"
+
+Only the selected layers are fetched (through the local blob cache) and extracted once per
+ModelKit digest and selection under ``unpack_dir``; treat those files as read-only. One layer
+loads as its ``Path`` (or the deserialised object); several as ``{name or path: value}``; an input
+annotated ``ModelKitDescriptor`` (or ``"layers": []``) gets the descriptor and no layer at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    ConfigurableIOManager,
+    DagsterEventType,
+    DagsterInvariantViolationError,
+    DataVersion,
+    InputContext,
+    OutputContext,
+)
+
+from pydantic import Field
+
+from kitops_flows.api import KitOpsClient, ModelKitDescriptor
+from kitops_flows.errors import KitopsError, NotFoundError
+from kitops_flows.lineage import graph
+
+from .contents import Layer, ModelKitContents, serializers_of, stage
+from .metadata import descriptor_from_metadata, lineage_markdown, modelkit_metadata, run_context
+from .naming import tag_for
+from .resource import KitRegistryResource
+from .serializers import get_serializer
+
+OUTPUT_KEYS = frozenset({"layer", "name", "path", "serializer", "description"})
+INPUT_KEYS = frozenset({"layers", "digest", "tag"})
+#: LOADED_INPUT metadata naming the ModelKit a step consumed (read back in handle_output for lineage).
+LOADED_KEY = "kitops/pinned"
+
+def _options(metadata: Mapping[str, Any] | None, allowed: frozenset[str], where: str) -> dict[str, Any]:
+    raw = (metadata or {}).get("kitops") or {}
+    raw = getattr(raw, "data", raw)  # a MetadataValue.json
+    if not isinstance(raw, Mapping):
+        raise KitopsError(f"{where}: metadata 'kitops' must be a dict with keys {sorted(allowed)}, not {raw!r}")
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise KitopsError(f"{where}: unknown key(s) {unknown} in metadata 'kitops'; allowed: {sorted(allowed)}")
+    return dict(raw)
+
+class ModelKitIOManager(ConfigurableIOManager):
+    """Stores asset outputs as ModelKits in a registry (or the local store) and loads selected layers."""
+
+    kitops: KitRegistryResource
+    tag_template: str = Field(default="{partition}", description="Tag for partitioned assets.")
+    unpartitioned_tag_template: str = Field(default="{run_id}", description="Tag for unpartitioned assets.")
+    serializer: str = Field(default="pickle", description="pickle, json, text or 'module:Name' for Python objects.")
+    unpack_dir: str | None = Field(default=None, description="Extraction cache; default <kitops_home>/dagster.")
+    lineage_depth: int = Field(default=2, description="ModelKit hops in the lineage graph metadata (0: none).")
+
+    # -- output ----------------------------------------------------------------------------------------
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if not context.has_asset_key:
+            raise KitopsError(f"ModelKitIOManager stores asset outputs; op output {context.name!r} has no asset key")
+        key = context.asset_key
+        what = f"asset {key.to_user_string()}"
+        client = self.kitops.get_client()
+        if isinstance(obj, ModelKitDescriptor):
+            desc = obj  # packed (and pushed) by the asset itself: record it
+        else:
+            desc = self._pack(context, client, obj, what)
+        context.log.info(f"{what}: ModelKit {desc.reference} = {desc.pinned} ({desc.size} bytes)")
+        context.add_output_metadata(modelkit_metadata(desc, self._lineage(context, client, desc)))
+        try:  # the one place Dagster lets an IO manager decide the data version
+            context.step_context.set_data_version(key, DataVersion(desc.digest))
+        except DagsterInvariantViolationError:
+            pass  # built outside a run (build_output_context): no data version to set
+
+    def _pack(self, context: OutputContext, client: KitOpsClient, obj: Any, what: str) -> ModelKitDescriptor:
+        key = context.asset_key
+        partition = ""
+        if context.has_asset_partitions:
+            keys = context.asset_partition_keys
+            if len(keys) != 1:
+                raise KitopsError(
+                    f"{what}: one run materialises {len(keys)} partitions, but each partition is its own ModelKit "
+                    "tag; launch one run per partition (backfill policy: single partition per run)"
+                )
+            partition = keys[0]
+        template = self.tag_template if partition else self.unpartitioned_tag_template
+        code_version = _code_version(context)
+        tag = tag_for(template, partition=partition, run_id=context.run_id, asset=key.path[-1],
+                      code_version=code_version)
+        reference = self.kitops.reference_for(key.path, tag)
+        if isinstance(obj, ModelKitContents):
+            contents = obj
+        else:
+            opts = _options(context.definition_metadata, OUTPUT_KEYS, what)
+            layer = Layer(opts.get("layer", "model"), obj, name=opts.get("name", ""), path=opts.get("path", ""),
+                          description=opts.get("description", ""), serializer=opts.get("serializer"))
+            contents = ModelKitContents(layers=(layer,))
+        run = run_context(run_id=context.run_id, job_name=context.job_name, asset_key=key.to_user_string(),
+                          partition=partition, code_version=code_version, attempt=_attempt(context))
+        parents = _loaded_parents(context)
+        with tempfile.TemporaryDirectory(prefix="kitops-dagster-") as tmp:
+            staged = stage(contents, Path(tmp), default_name=key.path[-1], default_serializer=self.serializer,
+                           what=what)
+            try:
+                return client.pack(
+                    staged.context_dir, kitfile=staged.kitfile, reference=reference,
+                    sources=staged.sources or None, annotations=staged.annotations, run=run, parents=parents,
+                    push=bool(self.kitops.registry),
+                )
+            except KitopsError as e:
+                raise type(e)(f"{what}: could not store ModelKit {reference}: {e}") from e
+
+    def _lineage(self, context: OutputContext, client: KitOpsClient, desc: ModelKitDescriptor) -> str | None:
+        if self.lineage_depth <= 0:
+            return None
+        try:
+            return lineage_markdown(graph(client, desc.pinned, "up", self.lineage_depth))
+        except KitopsError as e:  # metadata only: the ModelKit itself is stored and pushed
+            context.log.warning(f"lineage graph of {desc.pinned} not rendered: {e}")
+            return None
+
+    # -- input ---------------------------------------------------------------------------------------
+    def load_input(self, context: InputContext) -> Any:
+        if not context.has_asset_key:
+            raise KitopsError(f"ModelKitIOManager loads asset inputs; input {context.name!r} has no asset key")
+        key = context.asset_key
+        what = f"input {context.name!r} (asset {key.to_user_string()})"
+        opts = _options(context.definition_metadata, INPUT_KEYS, what)
+        if "digest" in opts and "tag" in opts:
+            raise KitopsError(f"{what}: metadata 'kitops' pins by 'digest' or by 'tag', not both")
+        client = self.kitops.get_client()
+        if "digest" in opts or "tag" in opts or not context.has_asset_partitions:
+            return self._load_one(context, client, opts, "", what)
+        keys = list(context.asset_partition_keys)
+        values = {pk: self._load_one(context, client, opts, pk, f"{what} partition {pk!r}") for pk in keys}
+        return values[keys[0]] if len(keys) == 1 else values
+
+    def _load_one(self, context: InputContext, client: KitOpsClient, opts: Mapping[str, Any], partition: str,
+                  what: str) -> Any:
+        desc = self._pin(context, client, opts, partition, what)
+        layers = opts.get("layers")
+        filters: list[str] = [layers] if isinstance(layers, str) else list(layers or [])
+        wants_descriptor = context.dagster_type.typing_type is ModelKitDescriptor or layers == []
+        context.add_input_metadata({LOADED_KEY: desc.pinned, "kitops/layers": ", ".join(filters) or "all"})
+        if wants_descriptor:
+            return desc
+        selected, root = self._unpacked(client, desc, filters, what)
+        serializers = serializers_of(desc.annotations)
+        values: dict[str, Any] = {}
+        for kind, name, path in selected:
+            target = root / path
+            values[name or path] = get_serializer(serializers[path]).load(target) if path in serializers else target
+        if not values:
+            available = ", ".join(f"{l.kind}:{l.name or l.path}" for l in desc.layers)
+            raise NotFoundError(f"{what}: layers {filters} select nothing in {desc.pinned} (it has {available})")
+        return next(iter(values.values())) if len(values) == 1 else values
+
+    def _pin(self, context: InputContext, client: KitOpsClient, opts: Mapping[str, Any], partition: str,
+             what: str) -> ModelKitDescriptor:
+        """The ModelKit to load: the pinned digest/tag, else the upstream's latest recorded digest."""
+        key = context.asset_key
+        if "digest" in opts:
+            return client.resolve(self.kitops.reference_for(key.path, str(opts["digest"])))
+        if "tag" in opts:
+            ref = self.kitops.reference_for(key.path, str(opts["tag"]))
+            if self.kitops.registry:  # the registry decides what a tag means now, not a stale local copy
+                ref = self.kitops.reference_for(key.path, str(client.inspect(ref, remote=True)["digest"]))
+            return client.resolve(ref)
+        recorded = _latest_descriptor(context, key, partition)
+        if recorded is None:
+            raise NotFoundError(
+                f"{what}: {key.to_user_string()} has no ModelKit materialisation"
+                f"{f' for partition {partition!r}' if partition else ''}; materialise it first, or pin one with "
+                "AssetIn(metadata={'kitops': {'digest': 'sha256:…'}}) or {'tag': '…'}"
+            )
+        return recorded
+
+    def _unpacked(self, client: KitOpsClient, desc: ModelKitDescriptor, filters: Sequence[str],
+                  what: str) -> tuple[list[tuple[str, str, str]], Path]:
+        """Extract the selection once per (digest, filters); return its layers (kind, name, path) and root."""
+        base = Path(self.unpack_dir).expanduser() if self.unpack_dir else client.store.home / "dagster" / "unpacked"
+        selection = hashlib.sha256(json.dumps(sorted(filters)).encode()).hexdigest()[:16]
+        final = base / desc.digest.replace(":", "-") / selection
+        index = final / "layers.json"
+        if not index.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=".unpack-", dir=final.parent))
+            try:
+                result = client.unpack(desc.pinned, work / "files", filters=list(filters) or None,
+                                       write_kitfile=False)
+                rows = [[p.entry.kind, p.entry.name, p.entry.path] for p in result.layers]
+                (work / "layers.json").write_text(json.dumps(rows))
+                try:
+                    os.rename(work, final)  # atomic: a selection is either complete or absent
+                except OSError:
+                    if not index.exists():  # not a concurrent twin that won the race
+                        raise
+            except KitopsError as e:
+                raise type(e)(f"{what}: could not load {desc.pinned}: {e}") from e
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        rows = json.loads(index.read_text())
+        return [(str(k), str(n), str(p)) for k, n, p in rows], final / "files"
+
+def _latest_descriptor(context: InputContext, key: AssetKey, partition: str) -> ModelKitDescriptor | None:
+    records_filter = AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
+    for record in context.instance.fetch_materializations(records_filter, limit=1).records:
+        materialization = record.asset_materialization
+        if materialization is not None:
+            return descriptor_from_metadata(materialization.metadata)
+    return None
+
+def _loaded_parents(context: OutputContext) -> list[str]:
+    """ModelKits this step loaded through a ModelKitIOManager (recorded on its LOADED_INPUT events)."""
+    try:
+        step_key, instance = context.step_key, context.step_context.instance
+    except DagsterInvariantViolationError:
+        return []
+    parents: list[str] = []
+    for entry in instance.all_logs(context.run_id, of_type=DagsterEventType.LOADED_INPUT):
+        event = entry.dagster_event
+        if event is None or entry.step_key != step_key:
+            continue
+        value = getattr(event.event_specific_data, "metadata", {}).get(LOADED_KEY)
+        pinned = getattr(value, "value", value)
+        if isinstance(pinned, str) and pinned not in parents:
+            parents.append(pinned)
+    return parents
+
+def _code_version(context: OutputContext) -> str:
+    try:
+        return context.asset_spec.code_version or ""
+    except DagsterInvariantViolationError:
+        return ""
+
+def _attempt(context: OutputContext) -> int | None:
+    try:
+        return context.step_context.previous_attempt_count + 1
+    except DagsterInvariantViolationError:
+        return None
+
+__all__ = ["INPUT_KEYS", "OUTPUT_KEYS", "ModelKitIOManager"]

@@ -1,0 +1,103 @@
+"""``KitRegistryResource``: one registry (or just the local store) and a KitOpsClient for it.
+
+>>> import dagster as dg
+>>> kitops = KitRegistryResource(
+...     registry="registry.example.com", repository_prefix="ml",
+...     username="ci-bot", password=dg.EnvVar("KITOPS_REGISTRY_PASSWORD"), immutable_tags=True)
+>>> kitops.reference_for(["churn_model"], "2026-11-26")
+'registry.example.com/ml/churn_model:2026-11-26'
+
+Inside an asset::
+
+    @dg.asset
+    def served(kitops: KitRegistryResource) -> None:
+        kitops.pull_layer("registry.example.com/ml/churn_model@sha256:…", ["model"], "/srv/model")
+
+With ``registry=""`` ModelKits stay in the local store (``kitops_home``): no network at all.
+The password is passed to the core as ``RegistryCredentials`` for this registry only; it is
+never logged nor written into metadata, and ``repr`` of the credentials hides it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from kitops_flows.api import KitOpsClient, ModelKitDescriptor, RegistryCredentials, UnpackResult
+from kitops_flows.errors import KitopsError
+from kitops_flows.lineage import StageEvent, promote
+
+from kitops_flows.store import LocalStore
+
+from .naming import join_reference, repository_for
+
+class KitRegistryResource(ConfigurableResource):
+    """Registry settings and the local ModelKit store for Dagster assets, sensors and checks."""
+
+    registry: str = Field(default="", description="Registry host[:port], e.g. ghcr.io; empty = local store only.")
+    username: str | None = Field(default=None, description="Registry user; None = env vars / docker config.")
+    password: str | None = Field(default=None, description="Registry password or token; use dg.EnvVar(...).")
+    plain_http: bool = Field(default=False, description="Talk HTTP, not HTTPS (local test registries).")
+    tls_verify: bool = Field(default=True, description="Verify the registry's TLS certificate.")
+    kitops_home: str | None = Field(default=None, description="Local store root; None = $KITOPS_HOME or kit's default.")
+    repository_prefix: str = Field(default="", description="Prepended to repositories derived from asset keys.")
+    immutable_tags: bool = Field(default=False, description="Refuse to move an existing tag to another digest.")
+    concurrency: int = Field(default=4, description="Parallel blob transfers.")
+
+    def get_client(self) -> KitOpsClient:
+        """A new client for this registry; cheap, and holds no state shared between runs."""
+        if (self.username is None) != (self.password is None):
+            raise KitopsError(
+                "KitRegistryResource: set both username and password (or neither, to use KITOPS_REGISTRY_* env "
+                "vars or the docker config)"
+            )
+        credentials = None
+        if self.username is not None and self.password is not None and self.registry:
+            credentials = {self.registry: RegistryCredentials(self.username, self.password)}
+        store = LocalStore(Path(self.kitops_home).expanduser()) if self.kitops_home else LocalStore.default()
+        return KitOpsClient(store=store, plain_http=self.plain_http, tls_verify=self.tls_verify,
+                            credentials=credentials, concurrency=self.concurrency, immutable_tags=self.immutable_tags)
+
+    # -- naming --------------------------------------------------------------------------------------
+    def repository_for(self, asset_key_path: Sequence[str]) -> str:
+        """The repository (without registry) an asset key maps to."""
+        return repository_for(asset_key_path, self.repository_prefix)
+
+    def repo_path_for(self, asset_key_path: Sequence[str]) -> str:
+        """``registry/repository`` for an asset key (just the repository for the local store)."""
+        repo = self.repository_for(asset_key_path)
+        return f"{self.registry}/{repo}" if self.registry else repo
+
+    def reference_for(self, asset_key_path: Sequence[str], tag_or_digest: str) -> str:
+        """``registry/prefix/asset/key:tag`` (or ``@sha256:…``)."""
+        return join_reference(self.registry, self.repository_for(asset_key_path), tag_or_digest)
+
+    # -- operations for use inside assets -------------------------------------------------------------
+    def pack(self, context_dir: Path | str, *, reference: str, push: bool | None = None,
+             **kwargs: object) -> ModelKitDescriptor:
+        """``KitOpsClient.pack``; pushes when the resource has a registry (unless ``push=False``)."""
+        do_push = bool(self.registry) if push is None else push
+        return self.get_client().pack(context_dir, reference=reference, push=do_push, **kwargs)  # type: ignore[arg-type]
+
+    def push(self, source: str, destination: str | None = None) -> ModelKitDescriptor:
+        return self.get_client().push(source, destination)
+
+    def pull(self, reference: str) -> ModelKitDescriptor:
+        return self.get_client().pull(reference)
+
+    def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
+                   existing: str = "error") -> UnpackResult:
+        """Fetch (through the local blob cache) and extract only the layers ``filters`` select."""
+        return self.get_client().pull_layer(reference, filters, dest, existing=existing)
+
+    def resolve(self, reference: str) -> ModelKitDescriptor:
+        return self.get_client().resolve(reference)
+
+    def promote(self, reference: str, stage: str) -> StageEvent:
+        """Move ``stage`` (staging, production, retired) to the ModelKit and record the move."""
+        return promote(self.get_client(), reference, stage)
+
+__all__ = ["KitRegistryResource"]
