@@ -1,0 +1,369 @@
+"""Operators: pack, push, pull, unpack and promote ModelKits from Airflow tasks.
+
+Every operator is a thin ``execute()`` over ``KitOpsClient`` (through ``KitOpsHook``) and returns a
+small JSON value to XCom: the ModelKit descriptor (``ModelKitDescriptor.to_dict()``: reference,
+``pinned`` digest reference, per-layer digests), never a credential. Downstream tasks should
+consume ``pinned``, not a moving tag::
+
+    pack = KitPackOperator(
+        task_id="pack", context_dir="/data/job/{{ ds_nodash }}", model="model",
+        datasets={"train": "s3://ml-data/churn/{{ ds }}/train.csv"}, code=["src"],
+        reference="reg.example.com/team/churn:{{ ds_nodash }}", push=True,
+    )
+    KitUnpackOperator(task_id="fetch_model", reference=pack.output["pinned"], filters=["model"],
+                      dest="/srv/churn")
+
+Pushes emit an asset event for ``oci://<registry>/<repository>`` (see ``assets.py``) with the
+digest and tag in its ``extra``; the Airflow run (dag, run, task, try, logical date) is recorded in
+the ModelKit's provenance automatically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, AssetAlias, BaseOperator
+
+from kitops_flows.api import KitOpsClient, ModelKitDescriptor
+from kitops_flows.lineage import RunContext, promote
+from kitops_flows.reference import parse_reference
+
+from .assets import GROUP, descriptor_uri, event_extra, modelkit_asset, pinned_from_events
+from .hooks import KitOpsHook
+from .kitfile_args import KitfileArguments
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+ORCHESTRATOR = "airflow"
+
+
+def run_context(context: Context) -> RunContext:
+    """The Airflow run producing a ModelKit, for its provenance record."""
+    ti = context["ti"]
+    extra: dict[str, str] = {}
+    logical_date = context.get("logical_date")
+    if logical_date is not None:
+        extra["logical_date"] = logical_date.isoformat()
+    map_index = getattr(ti, "map_index", -1)
+    if map_index is not None and map_index >= 0:
+        extra["map_index"] = str(map_index)
+    return RunContext(
+        orchestrator=ORCHESTRATOR,
+        pipeline=ti.dag_id,
+        run_id=context["run_id"],
+        task=ti.task_id,
+        partition=str(context.get("partition_key") or ""),
+        attempt=ti.try_number,
+        extra=extra,
+    )
+
+
+def _is_templated(value: object) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def parent_references(parents: object) -> list[str]:
+    """References from ``parents``: strings, descriptor dicts pulled from XCom, or lists of either."""
+    if parents is None or parents == "":
+        return []
+    if isinstance(parents, (str, Mapping)):
+        parents = [parents]
+    refs: list[str] = []
+    for item in parents:  # type: ignore[union-attr]
+        if isinstance(item, Mapping):
+            pinned = item.get("pinned") or item.get("reference")
+            if not pinned:
+                raise ValueError(f"parent {item!r} is not a ModelKit descriptor (no 'pinned' key)")
+            refs.append(str(pinned))
+        elif isinstance(item, str) and item:
+            refs.append(item)
+        else:
+            raise ValueError(f"parent {item!r} is neither a reference nor a ModelKit descriptor")
+    return refs
+
+
+class KitOpsBaseOperator(BaseOperator):
+    """Shared plumbing: the hook/client, run context, lineage and asset events.
+
+    :param kitops_conn_id: a ``kitops`` (or ``docker``) connection; ``None`` for no connection.
+    :param kitops_home: local ModelKit store for this task (overrides the connection's).
+    """
+
+    template_fields: Sequence[str] = ("kitops_conn_id", "kitops_home")
+    ui_color = "#dfe9ff"
+
+    def __init__(self, *, kitops_conn_id: str | None = KitOpsHook.default_conn_name,
+                 kitops_home: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kitops_conn_id = kitops_conn_id
+        self.kitops_home = kitops_home
+
+    @cached_property
+    def hook(self) -> KitOpsHook:
+        return KitOpsHook(self.kitops_conn_id, kitops_home=self.kitops_home or None)
+
+    @cached_property
+    def client(self) -> KitOpsClient:
+        return self.hook.get_client()
+
+    # -- lineage / assets ---------------------------------------------------------------------------
+    def _collector(self) -> Any:
+        from airflow.sdk.lineage import get_hook_lineage_collector
+
+        return get_hook_lineage_collector()
+
+    def _lineage_input(self, uri: str) -> None:
+        self._collector().add_input_asset(context=self.hook, uri=uri, name=uri)
+
+    def _lineage_output(self, uri: str, extra: dict[str, Any]) -> None:
+        self._collector().add_output_asset(context=self.hook, uri=uri, name=uri, asset_extra=extra)
+
+    def _emit_asset_event(self, context: Context, descriptor: ModelKitDescriptor, **more: Any) -> None:
+        """Fill the outlet events of the pushed repository (declared Asset, or through an AssetAlias)."""
+        uri = descriptor_uri(descriptor)
+        extra = event_extra(descriptor, **more)
+        events = context["outlet_events"]
+        matched = False
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset) and outlet.uri == uri:
+                events[outlet].extra.update(extra)
+                matched = True
+            elif isinstance(outlet, AssetAlias):
+                events[outlet].add(Asset(name=uri, uri=uri, group=GROUP), extra=extra)
+                matched = True
+        if not matched and any(isinstance(o, Asset) and o.uri.startswith("oci://") for o in self.outlets):
+            self.log.warning("pushed %s, which matches none of this task's oci:// outlets", uri)
+        self._lineage_output(uri, {"digest": descriptor.digest})
+
+
+def _auto_outlets(reference: object, outlets: Any, emit_asset: bool) -> list[Any]:
+    """Outlets plus the pushed repository's asset when the reference is known at parse time."""
+    declared = list(outlets) if isinstance(outlets, (list, tuple)) else ([outlets] if outlets else [])
+    if not emit_asset or not isinstance(reference, str) or _is_templated(reference):
+        return declared
+    if reference.startswith((":", "@")):
+        return declared  # completed from the connection at run time: declare outlets explicitly
+    asset = modelkit_asset(reference)
+    if asset.uri.startswith("oci://localhost/") or any(getattr(o, "uri", None) == asset.uri for o in declared):
+        return declared
+    return [*declared, asset]
+
+
+class KitPackOperator(KitOpsBaseOperator):
+    """Pack a ModelKit (from a Kitfile, or from arguments) into the local store; push it if asked.
+
+    Either ``context_dir`` holds a Kitfile (or ``kitfile`` names one), or the ModelKit is described
+    by ``model``, ``datasets`` (name -> local path or ``s3://`` URI, streamed without a local copy),
+    ``code``, ``docs`` and ``package`` (name, version, description, license, authors).
+
+    :param reference: ``registry/repo:tag`` (``":tag"`` = the connection's default repository).
+    :param sources: extra Kitfile entry -> ``s3://`` mapping (see ``KitOpsClient.pack``).
+    :param parents: parent ModelKits: references or descriptors from upstream XCom.
+    :param push: push after packing; the task then emits the repository's asset event.
+    :param emit_asset: add ``modelkit_asset(reference)`` to the outlets when the reference is
+        static (templated references: declare ``outlets=[modelkit_asset(...)]`` or an AssetAlias).
+    :return: ``ModelKitDescriptor.to_dict()``.
+    """
+
+    template_fields: Sequence[str] = (
+        *KitOpsBaseOperator.template_fields, "annotations", "code", "context_dir", "datasets", "docs",
+        "kitfile", "model", "package", "parents", "reference", "sources",
+    )
+    template_fields_renderers = {"datasets": "json", "sources": "json", "package": "json", "annotations": "json"}
+
+    def __init__(
+        self,
+        *,
+        context_dir: str | None = None,
+        kitfile: str | None = None,
+        reference: str | None = None,
+        model: str | None = None,
+        datasets: Mapping[str, str] | None = None,
+        code: Sequence[str] | str | None = None,
+        docs: Sequence[str] | str | None = None,
+        package: Mapping[str, Any] | None = None,
+        sources: Mapping[str, str] | None = None,
+        parents: Any = None,
+        push: bool = False,
+        compression: str = "none",
+        annotations: Mapping[str, str] | None = None,
+        record_lineage: bool = True,
+        emit_asset: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if push:
+            kwargs["outlets"] = _auto_outlets(reference, kwargs.get("outlets"), emit_asset)
+        super().__init__(**kwargs)
+        self.context_dir = context_dir
+        self.kitfile = kitfile
+        self.reference = reference
+        self.model = model
+        self.datasets = dict(datasets or {})
+        self.code = [code] if isinstance(code, str) else list(code or [])
+        self.docs = [docs] if isinstance(docs, str) else list(docs or [])
+        self.package = dict(package or {})
+        self.sources = dict(sources or {})
+        self.parents = parents
+        self.push = push
+        self.compression = compression
+        self.annotations = dict(annotations or {})
+        self.record_lineage = record_lineage
+        self.emit_asset = emit_asset
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        args = KitfileArguments(model=self.model, datasets=self.datasets, code=self.code, docs=self.docs,
+                                package=self.package)
+        sources = dict(self.sources)
+        kitfile: Any = self.kitfile
+        if args.given:
+            if self.kitfile:
+                raise ValueError("pass either kitfile= or model/datasets/code/docs arguments, not both")
+            context_dir, kitfile, arg_sources = args.build(self.context_dir)
+            sources.update(arg_sources)
+        elif self.context_dir is None:
+            raise ValueError("nothing to pack: pass context_dir= (with a Kitfile) or model/datasets/code/docs")
+        else:
+            context_dir = Path(self.context_dir)
+        reference = self.hook.qualify(self.reference) if (self.reference or self.push) else None
+        parents = parent_references(self.parents)
+        descriptor = self.client.pack(
+            context_dir, kitfile=kitfile, reference=reference, compression=self.compression,
+            annotations=self.annotations, sources=sources or None, run=run_context(context),
+            parents=parents, record_lineage=self.record_lineage, push=self.push,
+        )
+        self.log.info("Packed %s (%d layers, %d bytes)", descriptor.pinned, len(descriptor.layers), descriptor.size)
+        for uri in sources.values():
+            self._lineage_input(uri)
+        for parent in parents:
+            self._lineage_input(modelkit_asset(parent).uri)
+        if self.push:
+            self._emit_asset_event(context, descriptor)
+        return descriptor.to_dict()
+
+
+class KitPushOperator(KitOpsBaseOperator):
+    """Push a ModelKit from the local store to its registry (blobs first, then manifest, then tag).
+
+    :param source: local reference, e.g. ``reg.example.com/team/churn:v3`` or a descriptor's ``reference``.
+    :param destination: another reference to push to (default: ``source``).
+    :param immutable: refuse to move an existing tag (default: the connection's ``immutable_tags``).
+    :return: ``ModelKitDescriptor.to_dict()`` of the pushed ModelKit.
+    """
+
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "destination", "source")
+
+    def __init__(self, *, source: str, destination: str | None = None, immutable: bool | None = None,
+                 emit_asset: bool = True, **kwargs: Any) -> None:
+        kwargs["outlets"] = _auto_outlets(destination or source, kwargs.get("outlets"), emit_asset)
+        super().__init__(**kwargs)
+        self.source = source
+        self.destination = destination
+        self.immutable = immutable
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        source = self.hook.qualify(self.source)
+        destination = self.hook.qualify(self.destination) if self.destination else None
+        descriptor = self.client.push(source, destination, immutable=self.immutable)
+        self._emit_asset_event(context, descriptor)
+        return descriptor.to_dict()
+
+
+class KitPullOperator(KitOpsBaseOperator):
+    """Pull a whole ModelKit (every layer, verified) into the local store of this worker.
+
+    Prefer ``KitUnpackOperator`` with filters when a task needs only some layers.
+
+    :return: ``ModelKitDescriptor.to_dict()``.
+    """
+
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference")
+
+    def __init__(self, *, reference: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reference = reference
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        descriptor = self.client.pull(self.hook.qualify(self.reference))
+        self._lineage_input(descriptor_uri(descriptor))
+        return descriptor.to_dict()
+
+
+class KitUnpackOperator(KitOpsBaseOperator):
+    """Extract selected layers of a ModelKit into a directory; only those layers are downloaded.
+
+    :param reference: what to unpack. ``None``: the ModelKit whose push triggered this DAG run
+        (the newest event of ``asset``, or of any ``oci://`` asset), pinned by digest.
+    :param dest: destination directory.
+    :param filters: kit's filters, e.g. ``["model"]``, ``["datasets:train"]``, ``["code:src"]``;
+        none means everything.
+    :param existing: ``error`` (default), ``overwrite`` or ``ignore`` for files already in ``dest``.
+    :param asset: the asset whose triggering event names the ModelKit (with ``reference=None``).
+    :return: ``{"reference", "pinned", "digest", "dest", "paths", "layers"}``.
+    """
+
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference")
+
+    def __init__(self, *, dest: str, reference: str | None = None, filters: Sequence[str] | str | None = None,
+                 existing: str = "error", write_kitfile: bool = False, asset: Asset | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reference = reference
+        self.dest = dest
+        self.filters = [filters] if isinstance(filters, str) else list(filters or [])
+        self.existing = existing
+        self.write_kitfile = write_kitfile
+        self.asset = asset
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        if self.reference:
+            reference = self.hook.qualify(self.reference)
+        else:
+            reference = pinned_from_events(context["triggering_asset_events"], self.asset)
+            self.log.info("Unpacking %s, from the asset event that triggered this run", reference)
+        descriptor = self.client.resolve(reference)  # pin a tag to its digest once, before fetching
+        result = self.client.unpack(descriptor.pinned, self.dest, filters=self.filters or None,
+                                    existing=self.existing, write_kitfile=self.write_kitfile)
+        self._lineage_input(descriptor_uri(descriptor))
+        layers = [{"kind": p.entry.kind, "path": p.entry.path, "name": p.entry.name, "digest": p.layer.digest,
+                   "size": p.layer.size} for p in result.layers]
+        self.log.info("Unpacked %d layer(s) of %s into %s", len(layers), descriptor.pinned, result.dest)
+        return {
+            "reference": reference, "pinned": descriptor.pinned, "digest": descriptor.digest,
+            "dest": str(result.dest), "paths": [str(p) for p in result.paths], "layers": layers,
+        }
+
+
+class KitPromoteOperator(KitOpsBaseOperator):
+    """Move a stage tag (``staging``, ``production``, ``retired``) to a ModelKit, with an audit record.
+
+    Declare ``outlets=[modelkit_asset(repo)]`` to also emit an asset event (``extra`` has ``stage``).
+
+    :return: the stage event: ``{"stage", "repository", "digest", "previous", "time", "user", ...}``.
+    """
+
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "stage")
+
+    def __init__(self, *, reference: str, stage: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reference = reference
+        self.stage = stage
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        reference = self.hook.qualify(self.reference)
+        event = promote(self.client, reference, self.stage)
+        self.log.info("Promoted %s@%s to %s (previously %s)", event.repository, event.digest, event.stage,
+                      event.previous or "nothing")
+        if any(isinstance(o, (Asset, AssetAlias)) for o in self.outlets):
+            descriptor = self.client.resolve(parse_reference(reference).with_reference(event.digest).display())
+            self._emit_asset_event(context, descriptor, stage=event.stage)
+        return event.to_dict()
+
+
+__all__ = [
+    "KitOpsBaseOperator", "KitPackOperator", "KitPromoteOperator", "KitPullOperator", "KitPushOperator",
+    "KitUnpackOperator", "parent_references", "run_context",
+]

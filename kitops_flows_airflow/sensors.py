@@ -1,0 +1,95 @@
+"""``ModelKitSensor``: wait until a ModelKit tag exists, or moves to a new digest.
+
+>>> ModelKitSensor(task_id="wait_for_staging", reference="reg.example.com/team/churn:staging",
+...                previous_digest="{{ ti.xcom_pull('deployed')['digest'] }}", deferrable=True)  # doctest: +SKIP
+
+The sensor's XCom is ``{"reference", "digest", "pinned", "previous_digest"}``: consume ``pinned``.
+With ``deferrable=True`` the wait happens in the triggerer (``ModelKitTrigger``), not in a worker slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowException
+
+from kitops_flows.api import KitOpsClient
+
+from .hooks import KitOpsHook
+from .triggers import ModelKitTrigger, probe_tag
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class ModelKitSensor(BaseSensorOperator):
+    """Succeeds when ``reference`` (``registry/repo:tag``) exists and differs from ``previous_digest``.
+
+    :param reference: the tag to watch (``":tag"`` = the connection's default repository).
+    :param previous_digest: the digest already seen; empty or ``None`` = wait only for existence.
+    :param deferrable: wait in the triggerer (``operators.default_deferrable`` by default).
+    """
+
+    template_fields: Sequence[str] = ("kitops_conn_id", "kitops_home", "previous_digest", "reference")
+    ui_color = "#dfe9ff"
+
+    def __init__(self, *, reference: str, previous_digest: str | None = None,
+                 kitops_conn_id: str | None = KitOpsHook.default_conn_name, kitops_home: str | None = None,
+                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reference = reference
+        self.previous_digest = previous_digest
+        self.kitops_conn_id = kitops_conn_id
+        self.kitops_home = kitops_home
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> KitOpsHook:
+        return KitOpsHook(self.kitops_conn_id, kitops_home=self.kitops_home or None)
+
+    @cached_property
+    def client(self) -> KitOpsClient:
+        return self.hook.get_client()
+
+    def _previous(self) -> str | None:
+        # a template that pulled nothing renders as "" or "None"
+        return self.previous_digest if self.previous_digest not in (None, "", "None") else None
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        reference = self.hook.qualify(self.reference)
+        found = probe_tag(self.client, reference, self._previous())
+        if found is None:
+            self.log.info("%s: not there yet%s", reference,
+                          f" (still {self._previous()})" if self._previous() else "")
+            return False
+        self.log.info("%s is now %s", reference, found["digest"])
+        return PokeReturnValue(is_done=True, xcom_value=found)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        reference = self.hook.qualify(self.reference)
+        found = probe_tag(self.client, reference, self._previous())
+        if found is not None:
+            return found
+        self.defer(
+            trigger=ModelKitTrigger(reference, previous_digest=self._previous(), kitops_conn_id=self.kitops_conn_id,
+                                    kitops_home=self.kitops_home or None, poke_interval=self.poke_interval),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not event or event.get("status") != "success":
+            message = (event or {}).get("message", "the trigger ended without an event")
+            raise AirflowException(f"{self.task_id}: {message}")
+        self.log.info("%s is now %s", event["modelkit"]["reference"], event["modelkit"]["digest"])
+        return event["modelkit"]
+
+
+__all__ = ["ModelKitSensor"]
