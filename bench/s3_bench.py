@@ -12,7 +12,7 @@ Contenders, each in its own child process (so ``ru_maxrss`` of that child is its
 Peak disk is sampled every 50 ms: the baseline's download directory; for kitops-flows the store
 (ingest + blobs: the layer blob is the ModelKit itself, kept as kit keeps it) plus its TMPDIR.
 Services: ``AWS_ENDPOINT_URL_S3`` and ``KITOPS_TEST_REGISTRY`` when set, else a moto server and a
-``docker-registry`` started here on free loopback ports (and stopped at the end).
+``docker-registry`` started with tests/services.py on free loopback ports (and stopped at the end).
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -78,49 +76,19 @@ class Services:
     registry: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, ok: tuple[int, ...] = (200,)) -> None:
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status in ok:
-                    return
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(0.05)
-    raise RuntimeError(f"service {url} did not come up")
-
-
 @contextlib.contextmanager
 def services(work: Path) -> Iterator[Services]:
-    """Use the services named by env vars, else start moto and a registry for this run."""
+    """Use the services named by env vars, else start moto and a registry with tests/services.py."""
     if os.environ.get("AWS_ENDPOINT_URL_S3") and os.environ.get("KITOPS_TEST_REGISTRY"):
         yield Services(os.environ["AWS_ENDPOINT_URL_S3"], os.environ["KITOPS_TEST_REGISTRY"])
         return
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        s3_port, reg_port = _free_port(), _free_port()
-        moto = Path(sys.executable).with_name("moto_server")
-        procs.append(subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(s3_port)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        cfg = work / "registry.yml"
-        cfg.write_text(f"version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\nstorage:\n"
-                       f"  filesystem: {{rootdirectory: {work / 'registry'}}}\n  delete: {{enabled: true}}\n"
-                       f"http: {{addr: 127.0.0.1:{reg_port}, secret: bench}}\n")
-        procs.append(subprocess.Popen(["docker-registry", "serve", str(cfg)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait(f"http://127.0.0.1:{s3_port}/moto-api/")
-        _wait(f"http://127.0.0.1:{reg_port}/v2/")
-        yield Services(f"http://127.0.0.1:{s3_port}", f"127.0.0.1:{reg_port}")
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=10)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from services import MotoS3Server, RegistryServer  # the infra module: loopback ports, logs, clean stop
+
+    (work / "moto").mkdir()
+    (work / "registry").mkdir()
+    with MotoS3Server(work / "moto") as moto, RegistryServer(work / "registry") as registry:
+        yield Services(moto.endpoint_url, registry.host)
 
 
 def populate(large: int, large_mb: int, small: int, small_kb: int) -> int:
