@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from kitops_flows.errors import AuthenticationError, DigestMismatchError, NotFoundError, RegistryError
 from kitops_flows.mediatypes import OCI_INDEX, OCI_MANIFEST
 from kitops_flows.progress import ProgressReporter
-from kitops_flows.registry import RegistryClient, RegistryCredentials, UploadPolicy
+from kitops_flows.registry import RegistryClient, RegistryCredentials, RetryPolicy, UploadPolicy
 
 from token_issuer import token_registry  # noqa: F401 - pytest fixture
 
@@ -66,11 +67,6 @@ def _bytes_io(data: bytes):  # noqa: ANN202
     return io.BytesIO(data)
 
 
-def blob_file(data_dir: Path, digest: str) -> Path:
-    hexd = digest.split(":", 1)[1]
-    return Path(data_dir) / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
-
-
 @pytest.fixture(params=["anonymous", "htpasswd", "token"])
 def any_registry(request: pytest.FixtureRequest) -> tuple[object, RegistryCredentials | None]:
     """(registry fixture, credentials) for each kind of auth."""
@@ -94,7 +90,7 @@ def test_push_head_fetch_multi_mb_blob(any_registry, tmp_path: Path) -> None:  #
     assert client.push_blob(repo, digest, 3 << 20, lambda: open(path, "rb"), progress=reporter) is True
     assert client.blob_exists(repo, digest) is True
     assert seen[-1][1] == 3 << 20  # progress saw every byte once
-    assert blob_file(reg.data_dir, digest).read_bytes() == path.read_bytes()  # what the registry stored
+    assert reg.blob_path(digest).read_bytes() == path.read_bytes()  # what the registry stored
 
     dest = tmp_path / "fetched"
     client.fetch_blob(repo, digest, 3 << 20, dest)
@@ -126,7 +122,7 @@ def test_chunked_upload_with_small_chunk_size(registry, tmp_path: Path) -> None:
     assert policy.mode_for(registry.host, size) == "chunked"
     client = RegistryClient(registry.host, plain_http=True, upload_policy=policy)
     assert client.push_blob("chunked/blob", digest, size, lambda: open(path, "rb"))
-    assert blob_file(registry.data_dir, digest).read_bytes() == path.read_bytes()
+    assert registry.blob_path(digest).read_bytes() == path.read_bytes()
 
 
 def test_chunked_upload_through_token_registry(token_registry, tmp_path: Path) -> None:  # noqa: ANN001, F811
@@ -165,7 +161,7 @@ def test_tampered_blob_is_detected_and_removed(registry, tmp_path: Path) -> None
     client = RegistryClient(registry.host, plain_http=True)
     path, digest = make_blob(tmp_path, 2 << 20)
     client.push_blob("tamper/blob", digest, 2 << 20, lambda: open(path, "rb"))
-    stored = blob_file(registry.data_dir, digest)
+    stored = registry.blob_path(digest)
     data = bytearray(stored.read_bytes())
     data[1 << 20] ^= 0xFF  # same size, one bit different
     stored.write_bytes(bytes(data))
@@ -334,3 +330,64 @@ def test_expired_token_is_refreshed(token_registry, tmp_path: Path) -> None:  # 
     clock[0] += 10_000  # far past expires_in
     client.blob_exists("expiry/repo", "sha256:" + "4" * 64)
     assert len(token_registry.issuer.requests) == n + 1
+
+
+# -- through the counting / fault-injecting proxy ----------------------------------------------------------
+
+def test_repush_sends_no_upload_requests(registry, proxy_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    proxy = proxy_factory(registry.host)
+    client = RegistryClient(proxy.host, plain_http=True)
+    path, digest = make_blob(tmp_path, 2 << 20)
+    assert client.push_blob("proxy/repush", digest, 2 << 20, lambda: open(path, "rb")) is True
+    assert proxy.count("/blobs/uploads/", method="POST") == 1
+    proxy.reset()
+    assert client.push_blob("proxy/repush", digest, 2 << 20, lambda: open(path, "rb")) is False
+    assert [(r.method, r.path.split("?")[0]) for r in proxy.requests] == [("HEAD", f"/v2/proxy/repush/blobs/{digest}")]
+
+
+def test_injected_503s_on_real_registry_are_retried(registry, proxy_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    proxy = proxy_factory(registry.host)
+    fast = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05)
+    client = RegistryClient(proxy.host, plain_http=True, retry=fast)
+    path, digest = make_blob(tmp_path, 1 << 20)
+    proxy.fail_next(2, status=503, path_contains="/blobs/uploads/", method="PUT")
+    assert client.push_blob("proxy/retry", digest, 1 << 20, lambda: open(path, "rb"))
+    assert proxy.count("/blobs/uploads/", method="POST") == 3  # each retry opened a new upload session
+    proxy.fail_next(3, status=503, path_contains="/manifests/")
+    client.push_blob("proxy/retry", EMPTY_DIGEST, 2, lambda: _bytes_io(EMPTY_CONFIG))
+    mdigest = client.put_manifest("proxy/retry", "v1", manifest_for(digest, 1 << 20), OCI_MANIFEST)
+    assert client.get_manifest("proxy/retry", "v1").digest == mdigest
+
+    proxy.fail_next(100, status=500, path_contains="/manifests/")
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match="gave up after 5 attempts"):
+        client.get_manifest("proxy/retry", "v1")
+    assert time.monotonic() - started < 3
+
+
+def test_truncated_download_resumes_with_range(registry, proxy_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    path, digest = make_blob(tmp_path, 3 << 20)
+    RegistryClient(registry.host, plain_http=True).push_blob("proxy/resume", digest, 3 << 20,
+                                                             lambda: open(path, "rb"))
+    proxy = proxy_factory(registry.host)
+    client = RegistryClient(proxy.host, plain_http=True, retry=RetryPolicy(base_delay=0.01, max_delay=0.05))
+    proxy.truncate_next(1, after_bytes=1 << 20, path_contains="/blobs/sha256:", method="GET")
+    dest = tmp_path / "dest"
+    client.fetch_blob("proxy/resume", digest, 3 << 20, dest)
+    assert dest.read_bytes() == path.read_bytes()
+    gets = proxy.matching("/blobs/sha256:", method="GET")
+    assert len(gets) == 2
+    # the second request only fetched what was missing
+    assert sum(r.body_bytes for r in gets) < (3 << 20) + (1 << 20) + (64 << 10)
+
+
+def test_registry_down_fails_fast(registry_factory) -> None:  # noqa: ANN001
+    reg = registry_factory()
+    client = RegistryClient(reg.host, plain_http=True)
+    client.ping()
+    reg.stop()
+    started = time.monotonic()
+    with pytest.raises(RegistryError) as err:
+        client.get_manifest("down/kit", "v1")
+    assert time.monotonic() - started < 5
+    assert reg.host in str(err.value)

@@ -178,6 +178,11 @@ class TokenRegistry:
         reg._wait_ready()
         return reg
 
+    def blob_path(self, digest: str) -> Path:
+        """Where the registry keeps the bytes of ``digest`` (as RegistryServer.blob_path)."""
+        algo, _, hex_ = digest.partition(":")
+        return self.data_dir / "docker/registry/v2/blobs" / algo / hex_[:2] / hex_ / "data"
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
