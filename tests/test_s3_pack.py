@@ -119,7 +119,7 @@ def test_thousands_of_objects_and_versions_recorded(s3: Any, tmp_path: Path) -> 
     keys = [f"shards/s{i % 7}/rec-{i:05}.json" for i in range(2000)]
     with ThreadPoolExecutor(8) as pool:
         versions = dict(zip(keys, pool.map(
-            lambda k: c.put_object(Bucket="many-bkt", Key=k, Body=k.encode())["VersionId"], keys)))
+            lambda k: c.put_object(Bucket="many-bkt", Key=k, Body=k.encode())["VersionId"], keys), strict=True))
     seen: list[Any] = []
 
     def capture(kit: KitOpsClient, ctx: Path, kf: Kitfile, **kw: Any) -> Any:
