@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from token_issuer import token_registry  # noqa: F401 - pytest fixture
 
 from kitops_flows.errors import AuthenticationError, DigestMismatchError, NotFoundError, RegistryError
 from kitops_flows.mediatypes import OCI_INDEX, OCI_MANIFEST
 from kitops_flows.progress import ProgressReporter
 from kitops_flows.registry import RegistryClient, RegistryCredentials, RetryPolicy, UploadPolicy
-
-from token_issuer import token_registry  # noqa: F401 - pytest fixture
 
 pytestmark = pytest.mark.integration
 
