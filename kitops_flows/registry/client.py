@@ -401,8 +401,8 @@ class RegistryClient:
             resp = self._attempt("GET", f"/v2/{repo}/manifests/{reference}", scopes=(pull_scope(repo),),
                                  action=action, headers={"Accept": MANIFEST_ACCEPT}, stream=True)
             if resp.status_code == 404:
-                raise RegistryNotFoundError(
-                    f"manifest {what} not found in registry {self.registry}")  # body may be absent; code is clear
+                resp.close()
+                raise RegistryNotFoundError(f"manifest {what} not found in registry {self.registry}")
             if resp.status_code != 200:
                 raise error_from_response(resp, action, login_hint=self.login_hint)
             with resp:
