@@ -291,7 +291,8 @@ class KitOpsClient:
                         "(tags are immutable here: push a new tag, or allow moving tags)"
                     )
         blobs = list({b.digest: b for b in loaded.manifest.blobs()}.values())
-        self._parallel(lambda b: self._push_blob(client, repo, b), blobs)
+        mount_from = self._known_remote_copy(dst, digest)
+        self._parallel(lambda b: self._push_blob(client, repo, b, mount_from), blobs)
         client.put_manifest(repo, digest, loaded.manifest_bytes, OCI_MANIFEST)
         for tag in tags:
             client.put_manifest(repo, tag, loaded.manifest_bytes, OCI_MANIFEST)
@@ -301,12 +302,23 @@ class KitOpsClient:
         push_records(self, loaded.manifest_desc, dst)
         return describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
 
-    def _push_blob(self, client: RegistryClient, repo: str, blob: Descriptor) -> None:
+    def _known_remote_copy(self, dst: Reference, digest: str) -> str | None:
+        """Another repository of the destination registry known (from the local store) to hold this ModelKit.
+
+        Its blobs can then be cross-repository mounted instead of uploaded again.
+        """
+        for entry in self.store.list_entries():
+            registry, _, repository = entry.repo_path.partition("/")
+            if registry == dst.registry and repository != dst.repository and entry.descriptor.digest == digest:
+                return repository
+        return None
+
+    def _push_blob(self, client: RegistryClient, repo: str, blob: Descriptor, mount_from: str | None = None) -> None:
         path = self.store.blob_path(blob.digest)
         if not self.store.has_blob(blob.digest, blob.size):
             raise NotFoundError(f"blob {blob.digest} is missing from the local store; re-pack or re-pull the ModelKit")
         reporter = self._reporter(f"push {blob.digest[:19]}", blob.size)
-        client.push_blob(repo, blob.digest, blob.size, lambda: open(path, "rb"), progress=reporter)
+        client.push_blob(repo, blob.digest, blob.size, lambda: open(path, "rb"), progress=reporter, mount_from=mount_from)
         reporter.finish()
 
     def _parallel(self, fn, items: Sequence) -> None:  # type: ignore[no-untyped-def]
