@@ -7,18 +7,17 @@
 ...     description="churn classifier with its training data and code",
 ... )                                                                    # doctest: +SKIP
 
-Each upstream is loaded by its own IO manager: through ``ModelKitIOManager`` that is only the
-layer named in ``layer_filters`` (all layers when not given), from the digest the upstream
-recorded, and each loaded ModelKit becomes a lineage parent of the new one. Upstream values
-that are not paths are serialised. The returned ``ModelKitContents`` is packed and pushed by the
+Each upstream must be stored by a ``ModelKitIOManager``: its layer (the one ``layer_filters``
+selects, when it has several) is loaded as the file it was stored as, from the digest the upstream
+recorded, and re-packed byte for byte (so the registry already has the blob); serialised objects
+stay loadable as objects. Each loaded ModelKit becomes a lineage parent of the new one. The returned ``ModelKitContents`` is packed and pushed by the
 asset's IO manager (a ``ModelKitIOManager``) like any other output.
 """
 
-from __future__ import annotations
 
 import re
+from dataclasses import replace
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, PartitionsDefinition, asset
@@ -66,8 +65,10 @@ def modelkit_asset(
             raise PackError(f"modelkit_asset {name!r}: layer kind {kind!r} for {upstream} is not one of {KINDS}")
         key = AssetKey.from_coercible(upstream)
         input_name = _input_name(key, taken)
-        meta = {"kitops": {"layers": filters[key]}} if key in filters else None
-        ins[input_name] = AssetIn(key=key, metadata=meta)
+        meta: dict[str, Any] = {"load": "layers"}  # files as stored upstream: nothing unpickled, bytes unchanged
+        if key in filters:
+            meta["layers"] = filters[key]
+        ins[input_name] = AssetIn(key=key, metadata={"kitops": meta})
         kinds[input_name] = (kind, key)
     extra = tuple(extra_layers)
 
@@ -77,19 +78,26 @@ def modelkit_asset(
         built: list[Layer] = []
         for input_name, value in inputs.items():
             kind, key = kinds[input_name]
-            if isinstance(value, dict):
+            if not isinstance(value, tuple) or len(value) != 1 or not isinstance(value[0], Layer):
                 raise PackError(
-                    f"modelkit_asset {name!r}: upstream {key.to_user_string()} loaded as several layers "
-                    f"({', '.join(map(str, value))}); choose one with layer_filters={{{key.path[-1]!r}: ['...']}}"
+                    f"modelkit_asset {name!r}: upstream {key.to_user_string()} must load as exactly one layer "
+                    f"through a ModelKitIOManager, got {_describe(value)}; choose one with "
+                    f"layer_filters={{{key.path[-1]!r}: ['<kit filter>']}}"
                 )
-            source = Path(value) if isinstance(value, Path) else value
-            built.append(Layer(kind, source, name=key.path[-1] if kind in ("model", "dataset") else ""))
+            loaded = value[0]
+            built.append(replace(loaded, kind=kind, name=key.path[-1] if kind in ("model", "dataset") else ""))
         built.extend(extra)
         context.log.info(f"packing {len(built)} layers: " + ", ".join(f"{l.kind}" for l in built))
         return ModelKitContents(layers=tuple(built), name=package_name or name, version=version,
                                 description=description, authors=tuple(authors), license=license)
 
     return _modelkit
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, tuple) and all(isinstance(v, Layer) for v in value):
+        return f"{len(value)} layers ({', '.join(f'{v.kind}:{v.path}' for v in value)})"
+    return f"a {type(value).__name__} (is its IO manager a ModelKitIOManager?)"
 
 
 __all__ = ["modelkit_asset"]

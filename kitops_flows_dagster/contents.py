@@ -41,7 +41,8 @@ class Layer:
     """One layer: its kind (model, dataset, code, docs) and where its content comes from.
 
     ``source`` is a ``Path`` (file or directory), an ``s3://`` URI string, or any Python object
-    (written with ``serializer``). ``path`` is the path inside the ModelKit (default: the file or
+    (written with ``serializer``). A ``Path`` with ``serializer`` set is a file that serializer
+    already wrote (re-packing a loaded layer): it is recorded so loaders deserialise it. ``path`` is the path inside the ModelKit (default: the file or
     directory name, the S3 key's last part, or ``<name><extension>`` for objects); ``name`` the
     Kitfile entry name (datasets and the model).
     """
@@ -159,6 +160,8 @@ def stage(contents: ModelKitContents, workdir: Path, *, default_name: str, defau
             serialized[path] = spec
         else:
             _place(Path(layer.source), context / path, what)
+            if layer.serializer:
+                serialized[path] = layer.serializer
         if layer.kind == "model":
             if "model" in kitfile:
                 raise PackError(f"{what}: a ModelKit holds one model layer; make the others datasets, code or docs")

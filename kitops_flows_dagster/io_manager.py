@@ -6,8 +6,8 @@
 ...                                                "kitops": kitops})        # doctest: +SKIP
 
 Writing (``handle_output``): the asset returns a ``Path`` (file or directory), any Python object
-(serialised with ``serializer``, pickle by default), a ``ModelKitContents`` (several layers) or a
-``ModelKitDescriptor`` (already packed). The ModelKit goes to ``registry/prefix/<asset key>`` with
+(serialised with ``serializer``, pickle by default), a ``Layer`` (e.g. an ``s3://`` source), a
+``ModelKitContents`` (several layers) or a ``ModelKitDescriptor`` (already packed). The ModelKit goes to ``registry/prefix/<asset key>`` with
 the tag ``tag_template`` (``{partition}``) or ``unpartitioned_tag_template`` (``{run_id}``).
 The layer kind comes from the asset's metadata::
 
@@ -23,10 +23,13 @@ materialisation (of the same partition) is pulled, never a moving tag. Per input
 
     dg.AssetIn(metadata={"kitops": {"layers": ["datasets"], "digest": "sha256:…"}})   # or "tag": "v3"
 
-Only the selected layers are fetched (through the local blob cache) and extracted once per
-ModelKit digest and selection under ``unpack_dir``; treat those files as read-only. One layer
-loads as its ``Path`` (or the deserialised object); several as ``{name or path: value}``; an input
-annotated ``ModelKitDescriptor`` (or ``"layers": []``) gets the descriptor and no layer at all.
+Only the selected layers (kit filter syntax: ``model``, ``datasets:train``, ``code``) are fetched,
+through the local blob cache, and extracted once per ModelKit digest and selection under
+``unpack_dir``; treat those files as read-only. ``load`` says what the asset receives: ``value``
+(default: one layer as its ``Path`` or deserialised object, several as ``{name or path: value}``),
+``path`` (files only, nothing unpickled), ``layers`` (``Layer`` objects to re-pack) or
+``descriptor`` (the ModelKitDescriptor, no layer pulled; also chosen by annotating the input
+``ModelKitDescriptor``). Unknown keys are an error.
 """
 
 from __future__ import annotations
@@ -64,7 +67,11 @@ from .resource import KitRegistryResource
 from .serializers import get_serializer
 
 OUTPUT_KEYS = frozenset({"layer", "name", "path", "serializer", "description"})
-INPUT_KEYS = frozenset({"layers", "digest", "tag"})
+INPUT_KEYS = frozenset({"layers", "digest", "tag", "load"})
+#: value: objects deserialised, files as Paths; path: always Paths; layers: ``Layer`` tuples to re-pack;
+#: descriptor: the ModelKitDescriptor only (no layer pulled).
+LOAD_MODES = ("value", "path", "layers", "descriptor")
+_LAYER_KIND = {"model": "model", "modelpart": "model", "dataset": "dataset", "code": "code", "docs": "docs"}
 #: LOADED_INPUT metadata naming the ModelKit a step consumed (read back in handle_output for lineage).
 LOADED_KEY = "kitops/pinned"
 
@@ -124,6 +131,8 @@ class ModelKitIOManager(ConfigurableIOManager):
         reference = self.kitops.reference_for(key.path, tag)
         if isinstance(obj, ModelKitContents):
             contents = obj
+        elif isinstance(obj, Layer):
+            contents = ModelKitContents(layers=(obj,))
         else:
             opts = _options(context.definition_metadata, OUTPUT_KEYS, what)
             layer = Layer(opts.get("layer", "model"), obj, name=opts.get("name", ""), path=opts.get("path", ""),
@@ -174,19 +183,25 @@ class ModelKitIOManager(ConfigurableIOManager):
         desc = self._pin(context, client, opts, partition, what)
         layers = opts.get("layers")
         filters: list[str] = [layers] if isinstance(layers, str) else list(layers or [])
-        wants_descriptor = context.dagster_type.typing_type is ModelKitDescriptor or layers == []
+        mode = opts.get("load") or ("descriptor" if context.dagster_type.typing_type is ModelKitDescriptor else "value")
+        if mode not in LOAD_MODES:
+            raise KitopsError(f"{what}: metadata 'kitops' load={mode!r} is not one of {', '.join(LOAD_MODES)}")
         context.add_input_metadata({LOADED_KEY: desc.pinned, "kitops/layers": ", ".join(filters) or "all"})
-        if wants_descriptor:
+        if mode == "descriptor":
             return desc
         selected, root = self._unpacked(client, desc, filters, what)
-        serializers = serializers_of(desc.annotations)
-        values: dict[str, Any] = {}
-        for kind, name, path in selected:
-            target = root / path
-            values[name or path] = get_serializer(serializers[path]).load(target) if path in serializers else target
-        if not values:
+        if not selected:
             available = ", ".join(f"{l.kind}:{l.name or l.path}" for l in desc.layers)
             raise NotFoundError(f"{what}: layers {filters} select nothing in {desc.pinned} (it has {available})")
+        serializers = serializers_of(desc.annotations)
+        if mode == "layers":
+            return tuple(Layer(_LAYER_KIND.get(kind, "code"), root / path, name=name, path=path,
+                               serializer=serializers.get(path)) for kind, name, path in selected)
+        values: dict[str, Any] = {}
+        for _, name, path in selected:
+            target = root / path
+            loaded = mode == "value" and path in serializers
+            values[name or path] = get_serializer(serializers[path]).load(target) if loaded else target
         return next(iter(values.values())) if len(values) == 1 else values
 
     def _pin(self, context: InputContext, client: KitOpsClient, opts: Mapping[str, Any], partition: str,

@@ -22,17 +22,16 @@ import fnmatch
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from dagster import (
     AssetKey,
     DefaultSensorStatus,
-    JobDefinition,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    UnresolvedAssetJobDefinition,
     sensor,
 )
 
@@ -85,7 +84,7 @@ def modelkit_sensor(
     *,
     repository: str | None = None,
     asset_key: AssetKey | str | Sequence[str] | None = None,
-    job: JobDefinition | UnresolvedAssetJobDefinition | None = None,
+    job: Any = None,  # a JobDefinition or define_asset_job(...)
     job_name: str | None = None,
     tag_patterns: Sequence[str] | None = None,
     partition_key_from_tag: bool = False,

@@ -184,7 +184,7 @@ def test_local_objects_and_paths_round_trip_with_metadata(kitops_home: Path, tmp
     parents = set(_descriptor(result, "report").annotations[ANNOTATION_PARENTS].split(","))
     assert parents == {trained_desc.pinned, _descriptor(result, "features").pinned}
     statement = read_provenance(client, trained_desc.pinned)
-    run = statement["predicate"]["buildDefinition"]["internalParameters"]["run"]
+    run = statement["predicate"]["buildDefinition"]["externalParameters"]["run"]
     assert (run["orchestrator"], run["runId"], run["task"]) == ("dagster", result.run_id, "trained")
     assert run["pipeline"] == "__ephemeral_asset_job__"
     assert run["extra"]["code_version"] == "v3"
@@ -293,7 +293,8 @@ def test_modelkit_asset_packs_upstreams_as_layers(kitops_home: Path, tmp_path: P
     def served(bundle: dict[str, object]) -> list[str]:
         return sorted(bundle)
 
-    loaded = dg.materialize([bundle, served], resources=resources, selection=[served], instance=instance)
+    loaded = dg.materialize([rows, weights, bundle, served], resources=resources, selection=[served],
+                            instance=instance)
     assert loaded.output_for_node("served") == ["src/train.py", "weights"]  # entry name, else path
 
 
