@@ -1,0 +1,217 @@
+"""Which files of a context directory go into a layer, in kit's order (spec §6.2).
+
+kit walks the *whole* context directory with ``filepath.Walk`` for every layer (entries sorted
+bytewise, a directory's children right after it, never following symlinks) and keeps:
+
+- the ancestors of the layer path (as directory entries) and everything below it;
+- only regular files and directories (symlinks, devices, sockets and fifos are skipped);
+- nothing ``.kitignore`` ignores (an ignored directory is pruned, unless the rules contain ``!``
+  re-inclusions: then only its own entry is dropped and its children are still considered);
+- nothing inside *another* layer's path, unless that path contains this layer's path
+  ("most specific layer wins": with layers ``.``, ``data`` and ``data/raw``, ``data/raw/x`` goes to
+  ``data/raw`` only, ``data/y`` to ``data`` only, the rest to ``.``). ``data-v2`` is not inside ``data``.
+
+    >>> import io, tempfile, pathlib
+    >>> ctx = pathlib.Path(tempfile.mkdtemp())
+    >>> (ctx / "data" / "raw").mkdir(parents=True); _ = (ctx / "data" / "raw" / "a.csv").write_text("1")
+    >>> _ = (ctx / "train.py").write_text("print()")
+    >>> rules = IgnoreRules.from_patterns([])
+    >>> [m.name for m in iter_layer_members(ctx, "data/raw/", [".", "data"], rules, print)]
+    ['data', 'data/raw', 'data/raw/a.csv']
+    >>> [m.name for m in iter_layer_members(ctx, ".", ["data"], rules, print)]
+    ['train.py']
+
+Warnings go to ``warn(message)``. The two kit emits name the layer type (``model``,
+``dataset``...): pass it as ``kind`` and the text is kit's own, e.g.
+``No files detected in dataset layer with path data``.
+
+One kit quirk is kept on purpose because it changes the layer digest: kit decides "same tree" by
+looking for the substring ``..`` in ``filepath.Rel`` results, so names such as ``v1..2`` are left out
+of layers. We leave them out too (byte-identical layers) but warn about each one.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import PackError
+from .ignore import IgnoreRules, go_trim_space
+from .kitfile import clean_path
+from .tarformat import GoTarWriter
+
+Warn = Callable[[str], None]
+_TAR_MODE_BITS = 0o7777
+
+
+@dataclass(frozen=True, slots=True)
+class LayerMember:
+    """One tar entry: ``name`` in the tar (``/``-separated, no ``./``), ``path`` on disk."""
+
+    name: str
+    path: str
+    is_dir: bool
+    mode: int  # permission bits + setuid/setgid/sticky, as tar.FileInfoHeader keeps them
+    size: int  # 0 for directories
+
+
+def _is_within(path: str, directory: str) -> bool:
+    """kit's ``isWithin``: ``path`` is ``directory`` or below it; everything is within ``.``."""
+    return directory == "." or path == directory or path.startswith(directory + "/")
+
+
+def _go_rel(base: str, target: str) -> str:
+    """Go's ``filepath.Rel`` for two clean, relative, local paths."""
+    if base == target:
+        return "."
+    b = [] if base == "." else base.split("/")
+    t = [] if target == "." else target.split("/")
+    common = 0
+    for x, y in zip(b, t):
+        if x != y:
+            break
+        common += 1
+    return "/".join([".."] * (len(b) - common) + t[common:]) or "."
+
+
+def _kit_same_tree(base: str, path: str) -> bool:
+    """kit's ``sameDirTree``: false only when both relative paths contain ``..`` as a substring."""
+    return not (".." in _go_rel(base, path) and ".." in _go_rel(path, base))
+
+
+def _layer_label(kind: str) -> str:
+    return f"{kind} layer" if kind else "layer"
+
+
+def iter_layer_members(
+    context_dir: Path | str,
+    layer_path: str,
+    other_layer_paths: Sequence[str],
+    ignore: IgnoreRules,
+    warn: Warn,
+    *,
+    kind: str = "",
+) -> Iterator[LayerMember]:
+    """The entries of the tar layer for ``layer_path`` (relative to ``context_dir``), in kit's order.
+
+    ``other_layer_paths`` are the paths of every other layer of the ModelKit (and of a parent
+    ModelKit referenced by ``model.path``); files inside them are left to those layers.
+    Raises :class:`PackError` if the layer path does not exist or a directory cannot be read.
+    """
+    context = os.fspath(Path(context_dir))
+    base = clean_path(go_trim_space(layer_path))
+    if base.startswith("/") or base == ".." or base.startswith("../"):
+        raise PackError(f"layer path {layer_path} is outside the context directory {context}; use a relative path inside it")
+    try:
+        os.stat(os.path.join(context, base))
+    except FileNotFoundError:
+        raise PackError(f"path {base} does not exist (in context directory {context})") from None
+    except OSError as e:
+        raise PackError(f"cannot read layer path {base} in {context}: {e.strerror}") from None
+
+    label = _layer_label(kind)
+    if ignore.matches(base):
+        warn(f"Warning: {label} path {base} ignored by kitignore")
+    # Other layers that contain this one (e.g. ".") do not take anything away from it.
+    claimed = [p for p in (clean_path(go_trim_space(o)) for o in other_layer_paths) if not _is_within(base, p)]
+    prune_ignored = not ignore.has_exclusions
+    base_prefix = base + "/"
+    base_has_dots = ".." in base
+    total = 0
+
+    def excluded(rel: str) -> bool:
+        return ignore.matches(rel) or any(_is_within(rel, p) for p in claimed)
+
+    # Depth-first, children sorted bytewise, exactly as filepath.Walk visits them.
+    stack: list[Iterator[tuple[str, os.DirEntry[str]]]] = [_sorted_children(context, "")]
+    while stack:
+        try:
+            rel, entry = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            continue
+        inside = base == "." or rel == base or rel.startswith(base_prefix)
+        if not inside and not base.startswith(rel + "/"):
+            continue  # neither below nor above the layer path: pruned
+        if (base_has_dots or ".." in rel) and not _kit_same_tree(base, rel):
+            warn(f"Skipping {rel}: kit leaves out paths whose names contain '..' (rename it to pack it)")
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # vanished since the directory was listed
+        except OSError as e:
+            raise PackError(f"cannot stat {rel} in {context}: {e.strerror}") from None
+        mode = st.st_mode
+        is_dir = stat.S_ISDIR(mode)
+        if not is_dir and not stat.S_ISREG(mode):
+            if inside and not excluded(rel):
+                if stat.S_ISLNK(mode):
+                    warn(f"Skipping symlink {rel} (symlinks are not supported)")
+                else:
+                    warn(f"Skipping {rel}: only regular files and directories can be packed")
+            continue
+        if excluded(rel):
+            if is_dir and not prune_ignored:
+                stack.append(_sorted_children(context, rel))
+            continue
+        if is_dir:
+            yield LayerMember(rel, entry.path, True, mode & _TAR_MODE_BITS, 0)
+            stack.append(_sorted_children(context, rel))
+        else:
+            total += st.st_size
+            yield LayerMember(rel, entry.path, False, mode & _TAR_MODE_BITS, st.st_size)
+    if total == 0:
+        warn(f"No files detected in {label} with path {base}")
+
+
+def _sorted_children(context: str, rel: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(relative path, entry) of a directory's children, sorted by their bytes like Go's sort.Strings."""
+    directory = os.path.join(context, rel) if rel else context
+    try:
+        with os.scandir(directory) as it:
+            entries = list(it)
+    except OSError as e:
+        raise PackError(f"cannot read directory {rel or '.'} in {context}: {e.strerror}") from None
+    entries.sort(key=lambda e: e.name.encode("utf-8", "surrogateescape"))
+    prefix = rel + "/" if rel else ""
+    return ((prefix + e.name, e) for e in entries)
+
+
+def write_tar_layer(
+    context_dir: Path | str,
+    layer_path: str,
+    other_layer_paths: Sequence[str],
+    ignore: IgnoreRules,
+    out: BinaryIO,
+    warn: Warn,
+    *,
+    kind: str = "",
+) -> int:
+    """Write the tar layer for ``layer_path`` to ``out`` (kit's bytes); returns the number of entries.
+
+    >>> import hashlib, io, tempfile, pathlib   # doctest: +SKIP
+    >>> buf = io.BytesIO()                      # doctest: +SKIP
+    >>> write_tar_layer(ctx, "model", ["data"], IgnoreRules.from_context(ctx), buf, print, kind="model")  # doctest: +SKIP
+    3
+    """
+    writer = GoTarWriter(out)
+    for m in iter_layer_members(context_dir, layer_path, other_layer_paths, ignore, warn, kind=kind):
+        if m.is_dir:
+            writer.add_dir(m.name, m.mode)
+            continue
+        try:
+            src = open(m.path, "rb", buffering=0)
+        except OSError as e:
+            raise PackError(f"failed to open {m.name} for packing: {e.strerror}") from None
+        with src:
+            writer.add_file(m.name, m.mode, m.size, src)  # type: ignore[arg-type]
+    writer.close()
+    return writer.entries
+
+
+__all__ = ["LayerMember", "iter_layer_members", "write_tar_layer"]

@@ -1,0 +1,3 @@
+module kitopsflows.test/gotar
+
+go 1.19
