@@ -521,7 +521,9 @@ class ObjectStreamer:
 
             refill()
             for obj in self._objects:
-                yield obj, _PartReader(obj, pending, refill)
+                reader = _PartReader(obj, pending, refill)
+                yield obj, reader
+                reader.finish()
         finally:
             for _, fut in pending:
                 fut.cancel()
@@ -544,6 +546,13 @@ class _PartReader:
         data = fut.result()
         self._refill()
         self._buf = memoryview(data)
+
+    def finish(self) -> None:
+        """Called before the next object: an empty object's (only) GET is still checked here."""
+        if self._remaining > 0:
+            raise S3SourceError(f"s3://…/{self._obj.key}: reader closed with {self._remaining} bytes unread")
+        while self._pending and self._pending[0][0].obj is self._obj:
+            self._next_part()
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:

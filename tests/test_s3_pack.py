@@ -122,14 +122,16 @@ def test_thousands_of_objects_and_versions_recorded(s3: Any, tmp_path: Path) -> 
             lambda k: c.put_object(Bucket="many-bkt", Key=k, Body=k.encode())["VersionId"], keys), strict=True))
     seen: list[Any] = []
 
+    import kitops_flows.lineage as lineage
+
+    original = lineage.collect_provenance
+
     def capture(kit: KitOpsClient, ctx: Path, kf: Kitfile, **kw: Any) -> Any:
         seen.extend(kw["s3_inputs"])
-        from kitops_flows.lineage import collect_provenance
-        return collect_provenance(kit, ctx, kf, **kw)
+        return original(kit, ctx, kf, **kw)
 
     kit = _kit(tmp_path / "h")
     with pytest.MonkeyPatch.context() as mp:
-        import kitops_flows.lineage as lineage
         mp.setattr(lineage, "collect_provenance", capture)
         desc = kit.pack(_ctx(tmp_path / "c"), reference="many/d:v1", sources={"train": "s3://many-bkt/shards/"})
     (inp,) = seen
@@ -144,24 +146,24 @@ def test_thousands_of_objects_and_versions_recorded(s3: Any, tmp_path: Path) -> 
 
 
 class _HookedSession:
-    """A boto3 session whose client runs ``hook`` just before the first GetObject (after the listing)."""
+    """A boto3 session whose client runs ``hook`` just before GetObject of ``key`` (i.e. after the listing)."""
 
-    def __init__(self, hook: Any) -> None:
-        self.hook = hook
+    def __init__(self, key: str, hook: Any) -> None:
+        self.key, self.hook = key, hook
 
     def client(self, name: str, **kw: Any) -> Any:
-        return _HookedClient(boto3.client(name, **kw), self.hook)
+        return _HookedClient(boto3.client(name, **kw), self.key, self.hook)
 
 
 class _HookedClient:
-    def __init__(self, real: Any, hook: Any) -> None:
-        self._real, self._hook = real, hook
+    def __init__(self, real: Any, key: str, hook: Any) -> None:
+        self._real, self._key, self._hook = real, key, hook
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
     def get_object(self, **kw: Any) -> Any:
-        if self._hook is not None:
+        if kw["Key"] == self._key and self._hook is not None:
             hook, self._hook = self._hook, None
             hook(self._real)
         return self._real.get_object(**kw)
@@ -170,7 +172,7 @@ class _HookedClient:
 def test_object_changed_during_pack_creates_nothing(s3: Any, tmp_path: Path) -> None:
     c = _client(s3)
     _bucket(c, "chg-bkt", {"a.csv": b"v1", "b.csv": b"v1"})
-    kit = _kit(tmp_path / "h", s3_session=_HookedSession(
+    kit = _kit(tmp_path / "h", s3_session=_HookedSession("run/b.csv",
         lambda real: real.put_object(Bucket="chg-bkt", Key="run/b.csv", Body=b"v2, written by another job")))
     with pytest.raises(S3SourceError, match=r"s3://chg-bkt/run/b\.csv: object changed"):
         kit.pack(_ctx(tmp_path / "c"), reference="chg/d:v1", sources={"train": "s3://chg-bkt/run/"})
