@@ -8,8 +8,7 @@ whether the pinned digest still exists::
     defs = dg.Definitions(assets=[churn_model], asset_checks=[modelkit_digest_check(churn_model)], ...)
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster inspects the real annotation of `context`.
 from collections.abc import Sequence
 
 from dagster import (

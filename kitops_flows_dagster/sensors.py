@@ -16,8 +16,7 @@ and run tags ``kitops/reference``, ``kitops/pinned`` and ``kitops/digest`` that 
 Tags that do not point at a ModelKit (lineage records, signatures) are skipped by the client.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster inspects the real annotation of `context`.
 import fnmatch
 import json
 from collections.abc import Callable, Sequence

@@ -20,8 +20,7 @@ Environment: ``CHURN_REGISTRY`` (empty: the local store only), ``CHURN_PLAIN_HTT
 through ``dg.EnvVar``, ``KITOPS_REGISTRY_PASSWORD``. AWS credentials come from boto3's chain.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster inspects the real annotation of `context`.
 import os
 import tempfile
 from pathlib import Path
@@ -101,7 +100,7 @@ churn_modelkit = modelkit_asset(
 )
 
 
-@dg.asset(partitions_def=daily, group_name="churn", deps=[],
+@dg.asset(partitions_def=daily, group_name="churn",
           ins={"churn_modelkit": dg.AssetIn(), "churn_dataset": dg.AssetIn(metadata={"kitops": {"layers": ["datasets"]}})})
 def churn_promoted(context: dg.AssetExecutionContext, kitops: KitRegistryResource,
                    churn_modelkit: ModelKitDescriptor, churn_dataset: Path) -> dg.MaterializeResult:
