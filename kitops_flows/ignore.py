@@ -24,8 +24,8 @@ walked path. This module reimplements those rules:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -44,7 +44,7 @@ _REGEX_ONLY_META = frozenset(".+()|{}$")
 # What Go's regexp makes of the escapes patternmatcher lets through (``\d``, ``\n``...).
 _GO_ESCAPES = {
     "d": "[0-9]", "D": "[^0-9]", "w": "[0-9A-Za-z_]", "W": "[^0-9A-Za-z_]",
-    "s": "[\t\n\f\r ]", "S": "[^\t\n\f\r ]", "b": r"\b", "B": r"\B", "A": r"\A", "z": r"\Z",
+    "s": "[\t\n\f\r ]", "S": "[^\t\n\f\r ]", "b": r"\b", "B": r"\B", "A": r"\A", "z": r"(?=/|\Z)",
     "a": "\x07", "f": "\f", "t": "\t", "n": "\n", "r": "\r", "v": "\v",
 }
 
@@ -69,8 +69,10 @@ class Pattern:
     exclusion: bool
     kind: _Kind
     regex: re.Pattern[str] | None = None
+    any_prefix_regex: re.Pattern[str] | None = None
 
     def match(self, path: str) -> bool:
+        """patternmatcher's ``Pattern.match`` on one path (no parent handling)."""
         if self.kind is _Kind.EXACT:
             return path == self.text
         if self.kind is _Kind.PREFIX:
@@ -81,6 +83,71 @@ class Pattern:
             return path.endswith(suffix) or (suffix[:1] == "/" and path == suffix[1:])
         assert self.regex is not None
         return self.regex.match(path) is not None
+
+    def match_or_parent(self, path: str) -> bool:
+        """The path or one of its parent directories matches (``MatchesOrParentMatches``' inner test)."""
+        if self.kind is _Kind.EXACT:
+            # a parent equals the text exactly when the path continues after "text/"
+            return path == self.text or path.startswith(self.text + "/")
+        if self.kind is _Kind.PREFIX:
+            return self.match(path)  # a parent with the prefix means the path has it too
+        if self.kind is _Kind.SUFFIX:
+            if self.match(path):
+                return True
+            i = path.find("/")
+            while i > 0:
+                if self.match(path[:i]):
+                    return True
+                i = path.find("/", i + 1)
+            return False
+        assert self.any_prefix_regex is not None
+        # one regex run: the pattern matches the path up to a "/" or the end
+        return self.any_prefix_regex.match(path) is not None
+
+
+@dataclass(frozen=True)
+class _Group:
+    """A run of consecutive patterns of the same polarity.
+
+    Go evaluates inclusions only while the path is not ignored and stops at the first hit (and
+    the reverse for exclusions), so a run of same-polarity patterns acts as "any of them
+    matches". That lets exact names share one set, prefixes one ``startswith`` call and
+    regexes one alternation.
+    """
+
+    exclusion: bool
+    exact: frozenset[str]
+    prefixes: tuple[str, ...]
+    regex: re.Pattern[str] | None
+    suffixes: tuple[Pattern, ...]
+
+    @classmethod
+    def of(cls, patterns: list[Pattern]) -> _Group:
+        regexes = [p.regex.pattern[: -len(r"\Z")] for p in patterns if p.kind is _Kind.REGEX and p.regex]
+        combined = re.compile("(?:" + "|".join(f"(?:{r})" for r in regexes) + r")(?:/|\Z)") if regexes else None
+        return cls(
+            patterns[0].exclusion,
+            frozenset(p.text for p in patterns if p.kind is _Kind.EXACT),
+            tuple(p.text[:-2] for p in patterns if p.kind is _Kind.PREFIX),
+            combined,
+            tuple(p for p in patterns if p.kind is _Kind.SUFFIX),
+        )
+
+    def hits(self, path: str) -> bool:
+        exact = self.exact
+        if exact:
+            if path in exact:
+                return True
+            i = path.find("/")
+            while i > 0:
+                if path[:i] in exact:
+                    return True
+                i = path.find("/", i + 1)
+        if self.prefixes and path.startswith(self.prefixes):
+            return True
+        if self.regex is not None and self.regex.match(path) is not None:
+            return True
+        return any(p.match_or_parent(path) for p in self.suffixes)
 
 
 @dataclass(frozen=True)
@@ -94,6 +161,7 @@ class IgnoreRules:
 
     patterns: tuple[Pattern, ...]
     has_exclusions: bool
+    _groups: tuple[_Group, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def from_context(cls, context_dir: Path | str) -> IgnoreRules:
@@ -123,30 +191,38 @@ class IgnoreRules:
                     raise PackError(f'invalid {source} file: illegal exclusion pattern: "!"; remove the lone "!" line')
                 p = p[1:]
             compiled.append(_compile(p, exclusion, source))
-        return cls(tuple(compiled), any(p.exclusion for p in compiled))
+        runs: list[list[Pattern]] = []
+        for pattern in compiled:
+            if runs and runs[-1][0].exclusion == pattern.exclusion:
+                runs[-1].append(pattern)
+            else:
+                runs.append([pattern])
+        groups = tuple(_Group.of(run) for run in runs)
+        return cls(tuple(compiled), any(p.exclusion for p in compiled), groups)
 
     def matches(self, relpath: str) -> bool:
         """True if ``relpath`` (relative to the context, ``/``-separated) or a parent is ignored.
 
         Like kit, the path is first trimmed of surrounding whitespace and cleaned.
         """
-        return self._matches(clean_path(go_trim_space(relpath)))
-
-    def _matches(self, path: str) -> bool:
-        parent, _, _ = path.rpartition("/")
-        parents: Sequence[str] = ()
-        if parent and parent != ".":
-            dirs = parent.split("/")
-            parents = ["/".join(dirs[: i + 1]) for i in range(len(dirs))]
+        path = relpath if _is_clean(relpath) else clean_path(go_trim_space(relpath))
         matched = False
-        for pattern in self.patterns:
+        for group in self._groups:
             # An inclusion cannot change an already-ignored path, nor an exclusion a kept one.
-            if pattern.exclusion != matched:
+            if group.exclusion != matched:
                 continue
-            hit = pattern.match(path) or any(pattern.match(p) for p in parents)
-            if hit:
-                matched = not pattern.exclusion
+            if group.hits(path):
+                matched = not group.exclusion
         return matched
+
+
+def _is_clean(p: str) -> bool:
+    """Cheap check that trimming and cleaning would not change ``p`` (true for walked paths)."""
+    return bool(p) and p[0] not in _GO_SPACE and p[-1] not in _GO_SPACE and p[-1] != "/" and p[0] != "/" \
+        and "//" not in p and not _UNCLEAN.search(p)
+
+
+_UNCLEAN = re.compile(r"(?:^|/)\.\.?(?:/|$)")
 
 
 def read_ignore_file(lines: Iterable[bytes]) -> list[str]:
@@ -181,10 +257,16 @@ def read_ignore_file(lines: Iterable[bytes]) -> list[str]:
 def _compile(text: str, exclusion: bool, source: str) -> Pattern:
     try:
         _check_go_match_syntax(text)
-        kind, regex = _translate(text)
+        kind, body = _translate(text)
+        regex = any_prefix = None
+        if body is not None:
+            regex = re.compile(body + r"\Z")  # Go's "$" without multi-line mode: end of text only
+            any_prefix = re.compile(body + r"(?:/|\Z)")
     except _BadPattern as e:
         raise PackError(f"invalid {source} file: syntax error in pattern {text!r}: {e}") from None
-    return Pattern(text, exclusion, kind, regex)
+    except re.error as e:
+        raise PackError(f"invalid {source} file: syntax error in pattern {text!r}: {e}") from None
+    return Pattern(text, exclusion, kind, regex, any_prefix)
 
 
 class _BadPattern(ValueError):
@@ -241,8 +323,8 @@ def _parse_class(pattern: str, i: int) -> tuple[list[tuple[str, str]], int, bool
         ranges.append((lo, hi))
 
 
-def _translate(pattern: str) -> tuple[_Kind, re.Pattern[str] | None]:
-    """patternmatcher's ``compile``: the match kind and, for REGEX, a Python regex.
+def _translate(pattern: str) -> tuple[_Kind, str | None]:
+    """patternmatcher's ``compile``: the match kind and, for REGEX, the Python regex (unanchored at the end).
 
     The scan mirrors moby's: ``**`` first -> suffix match, a trailing ``**`` with nothing special
     before it -> prefix match, no special character at all -> exact match.
@@ -298,11 +380,7 @@ def _translate(pattern: str) -> tuple[_Kind, re.Pattern[str] | None]:
         token += 1
     if kind is not _Kind.REGEX:
         return kind, None
-    out.append(r"\Z")  # Go's "$" without multi-line mode: end of text only
-    try:
-        return kind, re.compile("".join(out))
-    except re.error as e:
-        raise _BadPattern(str(e)) from None
+    return kind, "".join(out)
 
 
 def _go_escape(c: str) -> str:

@@ -270,14 +270,26 @@ def test_mode_keeps_only_permission_and_special_bits() -> None:
     assert encode_header("f", full_st_mode, 0)[100:108] == b"0002644\0"
 
 
-def test_twenty_thousand_small_files_are_fast() -> None:
-    out = io.BytesIO()
-    tw = GoTarWriter(out)
+def test_twenty_thousand_small_files_are_faster_than_tarfile() -> None:
+    """Per-entry overhead: 20,000 small entries, compared with the stdlib writer on the same machine."""
     payload = b"x" * 100
+    names = [f"data/shard-{i // 1000:02d}/item-{i:05d}.json" for i in range(20_000)]
+
+    out = io.BytesIO()
     start = time.perf_counter()
-    for i in range(20_000):
-        tw.add_file(f"data/shard-{i // 1000:02d}/item-{i:05d}.json", 0o644, 100, io.BytesIO(payload))
+    tw = GoTarWriter(out)
+    for name in names:
+        tw.add_file(name, 0o644, 100, io.BytesIO(payload))
     tw.close()
-    elapsed = time.perf_counter() - start
+    ours = time.perf_counter() - start
+
+    start = time.perf_counter()
+    with tarfile.open(fileobj=io.BytesIO(), mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 100
+            t.addfile(info, io.BytesIO(payload))
+    stdlib = time.perf_counter() - start
+
     assert len(out.getvalue()) == 20_000 * 2 * BLOCK + 2 * BLOCK
-    assert elapsed < 2.0, f"20,000 entries took {elapsed:.2f}s"
+    assert ours < stdlib, f"GoTarWriter {ours:.2f}s vs tarfile {stdlib:.2f}s for 20,000 entries"
