@@ -180,7 +180,10 @@ def _write_new_file(
         remaining = size
         while remaining:
             want = min(remaining, CHUNK)
-            n = src.readinto(view[:want])  # type: ignore[attr-defined]
+            try:
+                n = src.readinto(view[:want])  # type: ignore[attr-defined]
+            except tarfile.ReadError:
+                n = 0  # tarfile's "unexpected end of data"
             if not n:
                 raise UnpackError(f"layer ended in the middle of {entry!r} ({remaining} of {size} bytes missing)")
             out.write(view[:n])
