@@ -16,8 +16,8 @@ asset's IO manager (a ``ModelKitIOManager``) like any other output.
 
 
 import re
-from dataclasses import replace
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, PartitionsDefinition, asset

@@ -53,7 +53,6 @@ from dagster import (
     InputContext,
     OutputContext,
 )
-
 from pydantic import Field
 
 from kitops_flows.api import KitOpsClient, ModelKitDescriptor

@@ -29,10 +29,10 @@ from pydantic import Field
 from kitops_flows.api import KitOpsClient, ModelKitDescriptor, RegistryCredentials, UnpackResult
 from kitops_flows.errors import KitopsError
 from kitops_flows.lineage import StageEvent, promote
-
 from kitops_flows.store import LocalStore
 
 from .naming import join_reference, repository_for
+
 
 class KitRegistryResource(ConfigurableResource):
     """Registry settings and the local ModelKit store for Dagster assets, sensors and checks."""

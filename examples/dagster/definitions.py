@@ -26,7 +26,6 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
-
 from examples.churn import model as churn
 from kitops_flows.api import ModelKitDescriptor
 from kitops_flows_dagster import (
