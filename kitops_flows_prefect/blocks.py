@@ -1,0 +1,147 @@
+"""``KitOpsRegistry``: a Prefect block holding an OCI registry's address and credentials.
+
+Save it once (UI, or code), then give its name to any kitops task::
+
+    from pydantic import SecretStr
+    from kitops_flows_prefect import KitOpsRegistry
+
+    KitOpsRegistry(registry="registry.example.com", username="ci", password=SecretStr("…"),
+                   repository="team/churn").save("prod-registry")
+
+    kit = KitOpsRegistry.load("prod-registry").get_client()      # a KitOpsClient for that registry
+    kit.push("registry.example.com/team/churn:v3")
+
+Register the block type with the server: ``prefect block register -m kitops_flows_prefect``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from prefect.blocks.abstract import CredentialsBlock
+from pydantic import Field, SecretStr, model_validator
+
+from kitops_flows.api import KitOpsClient, LocalStore
+from kitops_flows.errors import KitopsError
+from kitops_flows.progress import ProgressCallback
+from kitops_flows.registry import RegistryCredentials
+
+
+class KitOpsRegistry(CredentialsBlock):
+    """An OCI registry for KitOps ModelKits (plus the local store that caches its blobs).
+
+    ``registry`` may be written with a scheme: ``http://127.0.0.1:5000`` sets ``plain_http``.
+    An empty ``username`` means anonymous access (or credentials from ``KITOPS_USERNAME``/
+    ``KITOPS_PASSWORD``, kit's ``credentials.json`` or docker's config, as the ``kit`` CLI does).
+    """
+
+    _block_type_name = "KitOps Registry"
+    _block_type_slug = "kitops-registry"
+    _description = "An OCI registry for KitOps ModelKits: address, credentials and transfer settings."
+    _documentation_url = "https://kitops.org/docs/modelkit/intro/"  # type: ignore[assignment]
+
+    registry: str | None = Field(
+        default=None,
+        description="Registry host[:port], e.g. registry.example.com or 127.0.0.1:5000. "
+        "Empty: only the local store.",
+    )
+    username: str | None = Field(default=None, description="Registry user; empty for anonymous access.")
+    password: SecretStr | None = Field(default=None, description="Password or access token.")
+    repository: str | None = Field(
+        default=None,
+        description="Default repository (e.g. team/churn) for references written as ':tag' or '@sha256:…'.",
+    )
+    plain_http: bool = Field(default=False, description="Talk HTTP instead of HTTPS (local or air-gapped registries).")
+    tls_verify: bool = Field(default=True, description="Verify the registry's TLS certificate.")
+    immutable_tags: bool = Field(
+        default=False, description="Refuse to move an existing tag to a different ModelKit on push."
+    )
+    kitops_home: str | None = Field(
+        default=None,
+        description="Local ModelKit store (KITOPS_HOME); empty: $KITOPS_HOME or kit's default.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_scheme(cls, data: Any) -> Any:
+        """``http://host:5000/`` -> registry ``host:5000`` with plain_http; registries carry no scheme or path."""
+        if not isinstance(data, dict) or not isinstance(data.get("registry"), str):
+            return data
+        text = data["registry"].strip()
+        if "://" in text:
+            parts = urlsplit(text)
+            if parts.scheme not in ("http", "https"):
+                raise ValueError(f"registry {text!r}: use a host such as registry.example.com, or an http(s):// URL")
+            if parts.scheme == "http" and "plain_http" not in data:
+                data = {**data, "plain_http": True}
+            text = parts.netloc
+        data = {**data, "registry": text.split("/", 1)[0] or None}
+        if isinstance(data.get("repository"), str):
+            data["repository"] = data["repository"].strip("/") or None
+        return data
+
+    def credentials(self) -> RegistryCredentials | None:
+        """The block's credentials as the core's value type (its repr hides the password)."""
+        if not self.username:
+            return None
+        return RegistryCredentials(self.username, self.password.get_secret_value() if self.password else "")
+
+    def get_client(self, progress: ProgressCallback | None = None) -> KitOpsClient:  # type: ignore[override]
+        """A fresh ``KitOpsClient``: the block's credentials apply to its registry only, in memory only.
+
+        >>> KitOpsRegistry(registry="127.0.0.1:5000", plain_http=True).get_client().plain_http
+        True
+        """
+        store = LocalStore(self.kitops_home) if self.kitops_home else LocalStore.default()
+        creds = self.credentials()
+        return KitOpsClient(
+            store=store,
+            plain_http=self.plain_http,
+            tls_verify=self.tls_verify,
+            credentials={self.registry: creds} if self.registry and creds else None,
+            immutable_tags=self.immutable_tags,
+            progress=progress,
+        )
+
+    def qualify(self, reference: str | None) -> str:
+        """Complete a reference with this registry and default repository.
+
+        ``None`` -> ``registry/repository``; ``":v3"`` -> ``registry/repository:v3``;
+        ``"@sha256:…"`` -> pinned in the default repository; anything else is returned unchanged
+        (a reference without a registry host stays in the local store, as with kit).
+
+        >>> KitOpsRegistry(registry="reg.example.com", repository="team/churn").qualify(":v3")
+        'reg.example.com/team/churn:v3'
+        """
+        if reference is not None and not reference.startswith((":", "@")):
+            return reference
+        if not self.registry or not self.repository:
+            missing = "repository" if self.registry else "registry"
+            raise KitopsError(
+                f"no full ModelKit reference given ({reference!r}) and the KitOpsRegistry block has no default "
+                f"{missing}: pass reference='registry/repo:tag' or set the block's {missing}"
+            )
+        return f"{self.registry}/{self.repository}{reference or ''}"
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Strings that must never appear in logs or artifacts (used to redact forwarded log lines)."""
+        secret = self.password.get_secret_value() if self.password else ""
+        return (secret,) if secret else ()
+
+
+def resolve_registry(registry: KitOpsRegistry | str | None) -> KitOpsRegistry | None:
+    """A block, the name of a saved block (loaded from the Prefect API), or None."""
+    if registry is None or isinstance(registry, KitOpsRegistry):
+        return registry
+    if isinstance(registry, str):
+        loaded = KitOpsRegistry.load(registry)
+        if not isinstance(loaded, KitOpsRegistry):  # load is async-dispatched: sync callers get the block
+            raise KitopsError(f"KitOpsRegistry.load({registry!r}) did not return a block; call it from sync code")
+        return loaded
+    raise KitopsError(
+        f"registry must be a KitOpsRegistry block or the name of a saved one, not {type(registry).__name__}"
+    )
+
+
+__all__ = ["KitOpsRegistry", "resolve_registry"]

@@ -1,0 +1,160 @@
+"""Cache keys from what a ModelKit is made of, so an unchanged re-run of a pack is a cache hit.
+
+``MODELKIT_INPUTS`` is the cache policy of ``pack_modelkit``. Its key is a sha256 over:
+
+* every file of the context directory: relative path, permission bits and a streamed sha256 of the
+  content (symlinks by target, empty directories by name). Paths of the directory itself and
+  timestamps are not part of it, so a fresh checkout or a new temp dir with the same files hits;
+* the Kitfile when it lives outside the context directory (same content hashing);
+* every S3 source, by its object versions: ETag and VersionId from HEAD (single objects) or the
+  listing (prefixes). A re-uploaded object with the same bytes has the same ETag (single-part);
+* the reference, the registry block (address, default repository; never the password), the pack
+  options, annotations, parents and whether the task pushes. Without a push the result lives in the
+  local store only, so the store's path is part of the key too.
+
+Parents should be pinned (``repo@sha256:…``): a moving tag is hashed as its text.
+
+    pack = pack_modelkit.with_options(cache_expiration=timedelta(days=30))   # keep the policy, bound it
+    pack_modelkit.with_options(refresh_cache=True)                           # force a re-pack
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+
+import kitops_flows
+
+from .blocks import KitOpsRegistry
+
+CHUNK = 1 << 20
+KEY_VERSION = "1"  # bump when the key's recipe changes, so old entries stop matching
+
+
+def file_digest(path: Path) -> str:
+    """Streamed sha256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over a directory's files (path, mode, content digest), symlinks and empty directories, in sorted order.
+
+    Everything under ``root`` is hashed, including files ``.kitignore`` leaves out: the key may then
+    miss when it could hit, never the other way round.
+    """
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root).as_posix()
+        if not filenames and not dirnames:
+            h.update(f"D\0{rel_dir}\n".encode())
+        for name in sorted(filenames + [d for d in dirnames if (here / d).is_symlink()]):
+            path = here / name
+            rel = (path.relative_to(root)).as_posix()
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                h.update(f"L\0{rel}\0{os.readlink(path)}\n".encode())
+            elif stat.S_ISREG(st.st_mode):
+                h.update(f"F\0{rel}\0{stat.S_IMODE(st.st_mode):o}\0{file_digest(path)}\n".encode())
+            else:
+                h.update(f"O\0{rel}\0{stat.S_IFMT(st.st_mode):o}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def s3_sources_digest(sources: Mapping[str, Any], session: Any = None) -> dict[str, str]:
+    """``{entry: fingerprint}`` of each S3 source's current object versions (keys, ETags, VersionIds).
+
+    Uses the core's own listing (``kitops_flows.s3.list_input``: HEAD for one object, a listing
+    for a prefix), so the key sees exactly the object versions a pack would read.
+    """
+    from kitops_flows.s3 import list_input, s3_client
+
+    client = s3_client(session)
+    out: dict[str, str] = {}
+    for entry, value in sorted(sources.items()):
+        uri = str(getattr(value, "uri", value))
+        mode = str(getattr(value, "mode", "embed"))
+        out[entry] = f"{uri} {mode} {list_input(client, uri, entry=entry, mode=mode).fingerprint()}"
+    return out
+
+
+def _registry_identity(registry: Any) -> Any:
+    """What of the registry argument affects the result: a saved block's name, or a block's address."""
+    if isinstance(registry, KitOpsRegistry):
+        return {"registry": registry.registry, "repository": registry.repository,
+                "kitops_home": registry.kitops_home if registry.kitops_home else None}
+    return registry  # a saved block's name, or None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able form of an argument (paths and sequences normalised; unknown objects by repr)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
+def modelkit_inputs_key(inputs: Mapping[str, Any]) -> str | None:
+    """The cache key of a ``pack_modelkit`` call from its arguments; None (no caching) without a context dir."""
+    context_dir = inputs.get("context_dir")
+    if context_dir is None:
+        return None
+    context = Path(context_dir).expanduser().absolute()
+    if not context.is_dir():
+        return None  # let the task run and raise its own clear error
+    doc: dict[str, Any] = {
+        "version": KEY_VERSION,
+        "kitops_flows": kitops_flows.__version__,
+        "context": tree_digest(context),
+        "registry": _registry_identity(inputs.get("registry")),
+    }
+    kitfile = inputs.get("kitfile")
+    if kitfile is not None and not isinstance(kitfile, (str, Path)):
+        doc["kitfile"] = repr(kitfile)  # a Kitfile object: its repr lists every field
+    elif kitfile is not None:
+        path = Path(kitfile)
+        path = path if path.is_absolute() else context / path
+        doc["kitfile"] = file_digest(path) if path.is_file() else str(kitfile)
+    if inputs.get("sources"):
+        doc["sources"] = s3_sources_digest(inputs["sources"])
+    for name in ("reference", "annotations", "compression", "layer_format", "parents", "push", "record_lineage"):
+        doc[name] = _plain(inputs.get(name))
+    if not inputs.get("push"):
+        registry = inputs.get("registry")
+        home = registry.kitops_home if isinstance(registry, KitOpsRegistry) else None
+        doc["store"] = str(home or os.environ.get("KITOPS_HOME", "")) or "default"
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class ModelKitInputs(CachePolicy):
+    """Prefect cache policy keyed on a pack's content digests (see the module docstring)."""
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any],
+                    **kwargs: Any) -> str | None:
+        return modelkit_inputs_key(inputs)
+
+
+MODELKIT_INPUTS = ModelKitInputs()
+
+__all__ = ["MODELKIT_INPUTS", "ModelKitInputs", "file_digest", "modelkit_inputs_key", "s3_sources_digest",
+           "tree_digest"]

@@ -1,0 +1,457 @@
+"""The Prefect plugin against a real Prefect server (one ``prefect_test_harness`` for the module),
+the real docker-registry and moto S3.
+
+Unit tests first (no server), then the integration tests sharing the harness: ModelKits in the
+registry, artifacts, events and logs read back through the Prefect client, cache hits, lineage,
+selective pulls, promotions, the example flows, and that no secret leaks anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("prefect")
+
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter, LogFilterFlowRunId
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.states import Failed
+from pydantic import SecretStr
+
+from kitops_flows.api import KitOpsClient, LocalStore, ModelKitDescriptor
+from kitops_flows.errors import KitopsError, NotFoundError, RegistryError, TagExistsError
+from kitops_flows.lineage import read_provenance
+from kitops_flows.modelkit import LayerSummary
+from kitops_flows_prefect import (
+    PROMOTED,
+    PUSHED,
+    KitOpsRegistry,
+    ModelKitSpec,
+    artifact_key,
+    modelkit_flow,
+    pack_modelkit,
+    prefect_run_context,
+    promote_modelkit,
+    pull_modelkit_layer,
+    push_modelkit,
+    push_summary,
+    retry_transient,
+)
+from kitops_flows_prefect.caching import modelkit_inputs_key, tree_digest
+
+pytestmark = pytest.mark.prefect
+
+KITFILE = """\
+manifestVersion: 1.0.0
+package:
+  name: tiny
+  version: 1.0.0
+model:
+  name: tiny-model
+  path: model
+datasets:
+  - name: train
+    path: data/train.csv
+docs:
+  - path: README.md
+"""
+
+
+def make_context(root: Path, weights: str = "[0.1, 0.2]", rows: str = "a,b\n1,2\n") -> Path:
+    """A small pack context: Kitfile, model/, data/train.csv, README.md."""
+    (root / "model").mkdir(parents=True, exist_ok=True)
+    (root / "data").mkdir(exist_ok=True)
+    (root / "Kitfile").write_text(KITFILE)
+    (root / "model" / "model.json").write_text(json.dumps({"weights": json.loads(weights)}))
+    (root / "data" / "train.csv").write_text(rows)
+    (root / "README.md").write_text("# tiny\n")
+    return root
+
+
+# -- unit tests (no Prefect server) --------------------------------------------------------------------------------
+
+
+def test_block_normalises_registry_and_hides_password() -> None:
+    block = KitOpsRegistry(registry="http://127.0.0.1:5000/v2/", username="ci", password=SecretStr("hunter2-pw"),
+                           repository="/team/churn/")
+    assert (block.registry, block.plain_http, block.repository) == ("127.0.0.1:5000", True, "team/churn")
+    assert "hunter2-pw" not in repr(block) and "hunter2-pw" not in str(block.model_dump())
+    assert block.qualify(":v3") == "127.0.0.1:5000/team/churn:v3"
+    assert block.qualify("@sha256:" + "a" * 64) == "127.0.0.1:5000/team/churn@sha256:" + "a" * 64
+    assert block.qualify(None) == "127.0.0.1:5000/team/churn"
+    assert block.qualify("other.example.com/x/y:1") == "other.example.com/x/y:1"
+    client = block.get_client()
+    assert client.plain_http and "hunter2-pw" not in repr(client)
+    assert client.credentials["127.0.0.1:5000"].password == "hunter2-pw"  # type: ignore[index]
+    # https keeps TLS; no repository -> a clear error naming what to set
+    assert KitOpsRegistry(registry="https://reg.example.com").plain_http is False
+    with pytest.raises(KitopsError, match="no default repository"):
+        KitOpsRegistry(registry="reg.example.com").qualify(":v1")
+    with pytest.raises(ValueError, match="use a host"):
+        KitOpsRegistry(registry="ftp://reg.example.com")
+
+
+def test_artifact_keys_are_valid_stable_and_bounded() -> None:
+    import re
+
+    key = artifact_key("127.0.0.1:5000/Team/churn_model")
+    assert key == "kitops-127-0-0-1-5000-team-churn-model"
+    assert artifact_key("127.0.0.1:5000/Team/churn_model") == key
+    long_a = artifact_key("reg.example.com/" + "a/" * 80 + "model")
+    long_b = artifact_key("reg.example.com/" + "b/" * 80 + "model")
+    for k in (key, long_a, long_b, artifact_key("r/x", "transfer")):
+        assert re.fullmatch(r"[a-z0-9-]+", k) and len(k) <= 100
+    assert long_a != long_b
+
+
+def test_tree_digest_follows_content_not_paths_or_times(tmp_path: Path) -> None:
+    a = make_context(tmp_path / "a")
+    b = make_context(tmp_path / "elsewhere" / "b")
+    os.utime(b / "model" / "model.json", (0, 0))
+    assert tree_digest(a) == tree_digest(b)
+    (b / "model" / "model.json").write_text('{"weights": [0.1, 0.3]}')
+    assert tree_digest(a) != tree_digest(b)
+    c = make_context(tmp_path / "c")
+    os.chmod(c / "README.md", 0o755)
+    assert tree_digest(a) != tree_digest(c)  # the mode goes into the tar header, so into the layer
+    d = make_context(tmp_path / "d")
+    (d / "empty").mkdir()
+    assert tree_digest(a) != tree_digest(d)
+
+
+def test_cache_key_covers_reference_options_and_registry_not_password(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path / "ctx")
+    block = KitOpsRegistry(registry="r.example.com", repository="t/m", username="u", password=SecretStr("p1"))
+    base = {"context_dir": ctx, "reference": ":v1", "registry": block, "push": True, "compression": "none"}
+    key = modelkit_inputs_key(base)
+    assert key is not None and len(key) == 64
+    moved = make_context(tmp_path / "moved")
+    assert modelkit_inputs_key({**base, "context_dir": str(moved)}) == key
+    other_pw = block.model_copy(update={"password": SecretStr("p2")})
+    assert modelkit_inputs_key({**base, "registry": other_pw}) == key
+    assert modelkit_inputs_key({**base, "reference": ":v2"}) != key
+    assert modelkit_inputs_key({**base, "compression": "gzip"}) != key
+    assert modelkit_inputs_key({**base, "registry": "saved-block"}) != key
+    assert modelkit_inputs_key({**base, "context_dir": tmp_path / "missing"}) is None
+
+
+def test_retry_condition_retries_transient_failures_only() -> None:
+    assert retry_transient(None, None, Failed(data=RegistryError("503 from registry")))
+    assert retry_transient(None, None, Failed(data=ConnectionResetError()))
+    assert not retry_transient(None, None, Failed(data=TagExistsError("tag v1 is immutable")))
+    assert not retry_transient(None, None, Failed(data=NotFoundError("no such tag")))
+    assert not retry_transient(None, None, Failed(data=TypeError("a bug")))
+
+
+def test_push_summary_lists_identity_layers_and_lineage() -> None:
+    digest = "sha256:" + "1" * 64
+    layers = (
+        LayerSummary("model", "model", "tiny-model", "application/vnd.kitops.modelkit.model.v1.tar",
+                     "sha256:" + "2" * 64, "sha256:" + "2" * 64, 2048),
+        LayerSummary("dataset", "data/a|b.csv", "train", "application/vnd.kitops.modelkit.dataset.v1.tar",
+                     "sha256:" + "3" * 64, "sha256:" + "3" * 64, 1234567),
+    )
+    desc = ModelKitDescriptor("127.0.0.1:5000", "team/tiny", digest, ("v1",), 1237000, "sha256:" + "4" * 64,
+                              layers, name="tiny", version="1.0.0")
+    md = push_summary(desc, "graph LR\n  n0[\"x\"]\n")
+    assert f"`127.0.0.1:5000/team/tiny@{digest}`" in md and "`127.0.0.1:5000/team/tiny:v1`" in md
+    assert "| dataset | data/a\\|b.csv | train |" in md and "1,234,567 |" in md and "2,048 |" in md
+    assert "```mermaid\ngraph LR\n  n0[\"x\"]\n```" in md
+    assert "Lineage unavailable: boom" in push_summary(desc, None, "Lineage unavailable: boom")
+
+
+def test_run_context_outside_a_run_is_empty() -> None:
+    run = prefect_run_context()
+    assert run.orchestrator == "prefect" and not run.run_id and not run.extra
+
+
+# -- integration: a Prefect server for the whole module ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """The ephemeral Prefect server (about 20 s to start on 2 cores: hence one per session, long timeout)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def artifacts(key: str) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+
+def wait_for_events(name: str, resource_id: str, count: int = 1, timeout: float = 30.0) -> list[Any]:
+    """Events of ``name`` on ``resource_id``, polled until ``count`` arrived (the server persists them in batches)."""
+    filt = EventFilter(event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[resource_id]))
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            events = client.read_events(filter=filt, limit=50).events  # 3.7.7's default limit (100) is refused
+            if len(events) >= count or time.monotonic() > deadline:
+                return events
+            time.sleep(0.5)
+
+
+def run_logs(flow_run_id: Any) -> list[str]:
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # blocks until queued logs are sent
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [log.message for log in logs]
+
+
+def manifests(home: Path) -> set[str]:
+    return {e.digest for e in KitOpsClient(store=LocalStore(home)).list()}
+
+
+@flow
+def pack_flow(context: str, block: KitOpsRegistry | str, reference: str, push: bool = True,
+              progress_artifact: bool | None = None) -> tuple[str, ModelKitDescriptor]:
+    state = pack_modelkit(context, reference, registry=block, push=push, progress_artifact=progress_artifact,
+                          return_state=True)
+    return state.name, state.result()
+
+
+def test_pack_push_artifact_event_lineage_and_cache(prefect_harness: None, registry: Any, kitops_home: Path,
+                                                    tmp_path: Path) -> None:
+    block = KitOpsRegistry(registry=registry.host, plain_http=True, repository="prefect/cache",
+                           kitops_home=str(kitops_home))
+    ctx = make_context(tmp_path / "run1")
+
+    state = pack_flow(str(ctx), block, ":v1", progress_artifact=True, return_state=True)
+    name, mk = state.result()
+    flow_run_id = state.state_details.flow_run_id
+    assert name == "Completed"
+    assert mk.pinned == f"{registry.host}/prefect/cache@{mk.digest}" and mk.tags == ("v1",)
+    # in the registry, as pushed
+    remote = KitOpsClient(plain_http=True, store=LocalStore(tmp_path / "fresh-home")).resolve(
+        f"{registry.host}/prefect/cache:v1")
+    assert remote.digest == mk.digest and {l.kind for l in remote.layers} == {"model", "dataset", "docs"}
+    # results are plain, picklable data
+    assert pickle.loads(pickle.dumps(mk)) == mk and json.dumps(mk.to_dict())
+    # lineage: this flow run and task run are in the provenance, pushed with the ModelKit
+    assert mk.annotations["ml.kitops-flows.run-id"] == str(flow_run_id)
+    statement = read_provenance(block.get_client(), mk.pinned)
+    run = statement["predicate"]["buildDefinition"]["externalParameters"]["run"]
+    assert run["orchestrator"] == "prefect" and run["pipeline"] == "pack-flow" and run["runId"] == str(flow_run_id)
+    assert run["task"].startswith("pack-modelkit") and run["extra"]["task_run_id"] and run["attempt"] == 1
+
+    # the markdown artifact, keyed per repository
+    key = artifact_key(f"{registry.host}/prefect/cache")
+    [art] = artifacts(key)
+    assert art.type == "markdown" and art.flow_run_id == flow_run_id
+    assert mk.digest in art.data and f"`{mk.reference}`" in art.data
+    for layer in mk.layers:
+        assert f"`{layer.digest}` | {layer.size:,} |" in art.data
+    assert "```mermaid\ngraph LR" in art.data and mk.digest.split(":")[1][:12] in art.data
+    # the progress artifact finished at 100 %
+    [progress] = artifacts(artifact_key(f"{registry.host}/prefect/cache", "transfer"))
+    assert progress.type == "progress" and progress.data == pytest.approx(100.0)
+
+    # the event, read back from the server
+    [event] = wait_for_events(PUSHED, f"oci://{registry.host}/prefect/cache")
+    assert event.resource["kitops.digest"] == mk.digest and event.resource["kitops.tag"] == "v1"
+    assert event.resource["kitops.pinned"] == mk.pinned
+    assert event.payload["layers"][0]["digest"] == mk.layers[0].digest
+    assert {r.role for r in event.related} >= {"flow-run", "task-run"}
+
+    # the core's log lines reached the task run's logs
+    assert any(line.startswith("Pushed prefect/cache@") or "Pushed" in line for line in run_logs(flow_run_id))
+
+    # same files in another directory: a cache hit, nothing packed, no new push artifact or event
+    before = manifests(kitops_home)
+    name2, mk2 = pack_flow(str(make_context(tmp_path / "run2")), block, ":v1")
+    assert name2 == "Cached" and mk2 == mk
+    assert manifests(kitops_home) == before
+    assert len(artifacts(key)) == 1
+
+    # a changed file: a new pack, a new digest, a second artifact version and event
+    name3, mk3 = pack_flow(str(make_context(tmp_path / "run3", weights="[0.5, 0.6]")), block, ":v1")
+    assert name3 == "Completed" and mk3.digest != mk.digest
+    assert manifests(kitops_home) - before
+    assert len(artifacts(key)) == 2
+    assert len(wait_for_events(PUSHED, f"oci://{registry.host}/prefect/cache", count=2)) == 2
+
+
+def test_saved_block_on_auth_registry_leaks_no_secret(prefect_harness: None, auth_registry: Any, kitops_home: Path,
+                                                      tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    secret = auth_registry.password
+    KitOpsRegistry(registry=auth_registry.host, plain_http=True, username=auth_registry.username,
+                   password=SecretStr(secret), repository="prefect/secure",
+                   kitops_home=str(kitops_home)).save("secure-registry", overwrite=True)
+    caplog.set_level("DEBUG")
+
+    @flow
+    def pack_then_push(context: str) -> ModelKitDescriptor:
+        local = pack_modelkit(context, "prefect/secure:v1", registry="secure-registry")
+        return push_modelkit(local, registry="secure-registry")
+
+    state = pack_then_push(str(make_context(tmp_path / "ctx")), return_state=True)
+    mk = state.result()
+    assert mk.registry == auth_registry.host and mk.reference == f"{auth_registry.host}/prefect/secure:v1"
+    # it really is in the registry (and the registry really wants the password)
+    with pytest.raises(KitopsError):
+        KitOpsClient(plain_http=True, store=LocalStore(tmp_path / "anon")).resolve(mk.pinned)
+    creds_client = KitOpsRegistry.load("secure-registry").get_client()
+    assert creds_client.resolve(mk.pinned).digest == mk.digest
+
+    logs = run_logs(state.state_details.flow_run_id)
+    assert logs and not [line for line in logs if secret in line]
+    assert secret not in caplog.text
+    [art] = artifacts(artifact_key(f"{auth_registry.host}/prefect/secure"))
+    assert secret not in art.data
+    assert secret not in json.dumps(mk.to_dict()) and secret.encode() not in pickle.dumps(mk)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        doc = client.read_block_document_by_name("secure-registry", "kitops-registry", include_secrets=False)
+    assert secret not in run.model_dump_json()
+    assert secret not in json.dumps(doc.data, default=str)
+
+
+def test_pull_only_the_model_layer_and_promote(prefect_harness: None, registry: Any, kitops_home: Path,
+                                              tmp_path: Path) -> None:
+    producer = KitOpsRegistry(registry=registry.host, plain_http=True, repository="prefect/pull",
+                              kitops_home=str(kitops_home))
+    _, mk = pack_flow(str(make_context(tmp_path / "ctx", rows="x\n" * 1000)), producer, ":v1")
+    consumer = producer.model_copy(update={"kitops_home": str(tmp_path / "consumer-home")})
+
+    @flow
+    def consume(pinned: str, dest: str) -> list[str]:
+        pulled = pull_modelkit_layer(pinned, dest, layers=["model"], registry=consumer)
+        promote_modelkit(pinned, "production", registry=consumer)
+        return [str(p) for p in pulled.paths]
+
+    dest = tmp_path / "serve"
+    paths = consume(mk.pinned, str(dest))
+    assert paths == [str(dest / "model")]
+    assert json.loads((dest / "model" / "model.json").read_text()) == {"weights": [0.1, 0.2]}
+    assert not (dest / "data").exists() and not (dest / "README.md").exists()
+    store = LocalStore(tmp_path / "consumer-home")
+    assert store.has_blob(mk.layer("model").digest)
+    assert not store.has_blob(mk.layer("dataset").digest)  # the dataset layer was never downloaded
+    # a re-run into the same directory works (existing="overwrite")
+    consume(mk.pinned, str(dest))
+
+    client = consumer.get_client()
+    assert client.resolve(f"{registry.host}/prefect/pull:production").digest == mk.digest
+    [event, *_] = wait_for_events(PROMOTED, f"oci://{registry.host}/prefect/pull", count=2)
+    assert event.resource["kitops.stage"] == "production" and event.resource["kitops.digest"] == mk.digest
+
+
+def test_s3_sources_cache_on_etag_through_modelkit_flow(prefect_harness: None, registry: Any, s3: Any,
+                                                        kitops_home: Path, tmp_path: Path) -> None:
+    s3c = s3.client()
+    s3c.create_bucket(Bucket="prefect-data")
+    s3c.put_object(Bucket="prefect-data", Key="tiny/train.csv", Body=b"a,b\n1,2\n3,4\n")
+    block = KitOpsRegistry(registry=registry.host, plain_http=True, repository="prefect/s3",
+                           kitops_home=str(kitops_home))
+    ctx = make_context(tmp_path / "ctx")
+    (ctx / "data" / "train.csv").unlink()  # the dataset comes from S3 only
+
+    @modelkit_flow(reference=":nightly", registry=block)
+    def tiny_model(weights: str = "[0.1, 0.2]") -> ModelKitSpec:
+        (ctx / "model" / "model.json").write_text(json.dumps({"weights": json.loads(weights)}))
+        return ModelKitSpec(ctx, sources={"train": "s3://prefect-data/tiny/train.csv"})
+
+    first = tiny_model()
+    assert first.tags == ("nightly",) and first.repository == "prefect/s3"
+    statement = read_provenance(block.get_client(), first.pinned)
+    deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert any(d.get("uri") == "s3://prefect-data/tiny/train.csv" or d.get("name") == "s3://prefect-data/tiny/train.csv"
+               for d in deps)
+
+    before = manifests(kitops_home)
+    assert tiny_model() == first  # same model, same object version: cached
+    assert manifests(kitops_home) == before
+
+    s3c.put_object(Bucket="prefect-data", Key="tiny/train.csv", Body=b"a,b\n1,2\n3,5\n")  # new ETag
+    changed = tiny_model()
+    assert changed.digest != first.digest
+    assert changed.layer("dataset").digest != first.layer("dataset").digest
+
+    def not_a_path() -> int:
+        return 3
+
+    with pytest.raises(KitopsError, match="returned int"):
+        modelkit_flow(not_a_path, registry=block)()
+
+
+def test_example_retrain_then_serve(prefect_harness: None, registry: Any, s3: Any, kitops_home: Path,
+                                    tmp_path: Path) -> None:
+    from examples.churn import model as churn
+    from examples.prefect.churn_retrain import churn_retrain
+    from examples.prefect.churn_serve import churn_serve
+
+    data = churn.make_dataset(tmp_path / "train.csv", rows=400)
+    s3.client().create_bucket(Bucket="ml-data")
+    s3.client().upload_file(str(data), "ml-data", "churn/train.csv")
+    block = KitOpsRegistry(registry=registry.host, plain_http=True, repository="examples/churn",
+                           kitops_home=str(kitops_home))
+
+    result = churn_retrain(dataset_uri="s3://ml-data/churn/train.csv", registry=block, min_accuracy=0.5,
+                           work_dir=str(tmp_path / "work"))
+    assert result["accuracy"] > 0.5 and result["stages"] == ["staging", "production"]
+    client = block.get_client()
+    digest = result["pinned"].split("@")[1]
+    for tag in ("candidate", "staging", "production"):
+        assert client.resolve(f"{registry.host}/examples/churn:{tag}").digest == digest
+
+    serve_dir = tmp_path / "serve"
+    consumer = block.model_copy(update={"kitops_home": str(tmp_path / "serve-home")})
+    model_file = churn_serve(reference=":production", registry=consumer, serve_dir=str(serve_dir))
+    assert Path(model_file) == serve_dir / "model" / "model.json"
+    assert sorted(p.name for p in serve_dir.iterdir()) == ["model"]
+    assert churn.evaluate(Path(model_file), data) == pytest.approx(result["accuracy"])
+
+
+def test_block_type_registers_from_the_cli(prefect_harness: None) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    prefect_cli = Path(sys.executable).with_name("prefect")
+    # the checkout first on the path, as for this test process (`python -m pytest` from the repository root)
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    done = subprocess.run([str(prefect_cli), "block", "register", "-m", "kitops_flows_prefect"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with get_client(sync_client=True) as client:
+        block_type = client.read_block_type_by_slug("kitops-registry")
+        schemas = client.read_block_schemas()
+    assert block_type.name == "KitOps Registry"
+    schema = next(s for s in schemas if s.block_type_id == block_type.id)
+    props = schema.fields["properties"]
+    assert schema.fields["secret_fields"] == ["password"]
+    assert any(o.get("format") == "password" for o in props["password"].get("anyOf", [props["password"]]))
+    assert {"registry", "username", "repository", "plain_http", "tls_verify", "immutable_tags",
+            "kitops_home"} <= set(props)
+
+
+def test_pack_with_a_missing_kitfile_fails_without_retrying(prefect_harness: None, kitops_home: Path,
+                                                            tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+
+    @flow
+    def bad() -> tuple[bool, Any, str]:
+        state = pack_modelkit(str(tmp_path / "empty"), "local/bad:v1", return_state=True)
+        return state.is_failed(), state.state_details.task_run_id, repr(state.result(raise_on_failure=False))
+
+    failed, task_run_id, error = bad()
+    assert failed and "KitfileError" in error and "No Kitfile found" in error
+    with get_client(sync_client=True) as client:
+        task_run = client.read_task_run(task_run_id)
+    assert task_run.run_count == 1  # a KitfileError is not retried (retries=2 is for transient failures)
