@@ -71,7 +71,7 @@ def _go_rel(base: str, target: str) -> str:
     b = [] if base == "." else base.split("/")
     t = [] if target == "." else target.split("/")
     common = 0
-    for x, y in zip(b, t):
+    for x, y in zip(b, t, strict=False):
         if x != y:
             break
         common += 1
@@ -194,10 +194,11 @@ def write_tar_layer(
 ) -> int:
     """Write the tar layer for ``layer_path`` to ``out`` (kit's bytes); returns the number of entries.
 
-    >>> import hashlib, io, tempfile, pathlib   # doctest: +SKIP
-    >>> buf = io.BytesIO()                      # doctest: +SKIP
-    >>> write_tar_layer(ctx, "model", ["data"], IgnoreRules.from_context(ctx), buf, print, kind="model")  # doctest: +SKIP
-    3
+    Usage (pack streams ``out`` through the digest and into the store)::
+
+        with store.ingest() as blob:
+            write_tar_layer(ctx, "model", ["data", "."], IgnoreRules.from_context(ctx), blob, log.warning,
+                            kind="model")
     """
     writer = GoTarWriter(out)
     for m in iter_layer_members(context_dir, layer_path, other_layer_paths, ignore, warn, kind=kind):

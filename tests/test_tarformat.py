@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from golden.gorunner import go_header, go_tree_tar, gotar_binary
+
 from kitops_flows.errors import PackError
 from kitops_flows.ignore import IgnoreRules
 from kitops_flows.layerwalk import write_tar_layer
