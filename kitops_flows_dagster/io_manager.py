@@ -172,22 +172,38 @@ class ModelKitIOManager(ConfigurableIOManager):
             raise KitopsError(f"{what}: metadata 'kitops' pins by 'digest' or by 'tag', not both")
         client = self.kitops.get_client()
         if "digest" in opts or "tag" in opts or not context.has_asset_partitions:
-            return self._load_one(context, client, opts, "", what)
+            value, desc = self._load_one(context, client, opts, "", what)
+            self._record_loaded(context, opts, [desc])
+            return value
         keys = list(context.asset_partition_keys)
-        values = {pk: self._load_one(context, client, opts, pk, f"{what} partition {pk!r}") for pk in keys}
+        loaded = {pk: self._load_one(context, client, opts, pk, f"{what} partition {pk!r}") for pk in keys}
+        self._record_loaded(context, opts, [desc for _, desc in loaded.values()])
+        values = {pk: value for pk, (value, _) in loaded.items()}
         return values[keys[0]] if len(keys) == 1 else values
 
+    @staticmethod
+    def _record_loaded(context: InputContext, opts: Mapping[str, Any], loaded: list[ModelKitDescriptor]) -> None:
+        """Name the loaded ModelKits on the LOADED_INPUT event: handle_output makes them lineage parents."""
+        if len(loaded) != 1:
+            # Dagster 1.13 turns input metadata into an observation of one upstream partition and
+            # refuses it for a multi-partition input, so a fan-in records no parents.
+            context.log.info(f"loaded {len(loaded)} ModelKits; Dagster cannot attach input metadata to a "
+                             "multi-partition input, so they are not recorded as lineage parents")
+            return
+        layers = opts.get("layers")
+        shown = layers if isinstance(layers, str) else ", ".join(layers or [])
+        context.add_input_metadata({LOADED_KEY: loaded[0].pinned, "kitops/layers": shown or "all"})
+
     def _load_one(self, context: InputContext, client: KitOpsClient, opts: Mapping[str, Any], partition: str,
-                  what: str) -> Any:
+                  what: str) -> tuple[Any, ModelKitDescriptor]:
         desc = self._pin(context, client, opts, partition, what)
         layers = opts.get("layers")
         filters: list[str] = [layers] if isinstance(layers, str) else list(layers or [])
         mode = opts.get("load") or ("descriptor" if context.dagster_type.typing_type is ModelKitDescriptor else "value")
         if mode not in LOAD_MODES:
             raise KitopsError(f"{what}: metadata 'kitops' load={mode!r} is not one of {', '.join(LOAD_MODES)}")
-        context.add_input_metadata({LOADED_KEY: desc.pinned, "kitops/layers": ", ".join(filters) or "all"})
         if mode == "descriptor":
-            return desc
+            return desc, desc
         selected, root = self._unpacked(client, desc, filters, what)
         if not selected:
             available = ", ".join(f"{l.kind}:{l.name or l.path}" for l in desc.layers)
@@ -195,13 +211,13 @@ class ModelKitIOManager(ConfigurableIOManager):
         serializers = serializers_of(desc.annotations)
         if mode == "layers":
             return tuple(Layer(_LAYER_KIND.get(kind, "code"), root / path, name=name, path=path,
-                               serializer=serializers.get(path)) for kind, name, path in selected)
+                               serializer=serializers.get(path)) for kind, name, path in selected), desc
         values: dict[str, Any] = {}
         for _, name, path in selected:
             target = root / path
             loaded = mode == "value" and path in serializers
             values[name or path] = get_serializer(serializers[path]).load(target) if loaded else target
-        return next(iter(values.values())) if len(values) == 1 else values
+        return (next(iter(values.values())) if len(values) == 1 else values), desc
 
     def _pin(self, context: InputContext, client: KitOpsClient, opts: Mapping[str, Any], partition: str,
              what: str) -> ModelKitDescriptor:

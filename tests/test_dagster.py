@@ -246,6 +246,27 @@ def test_descriptor_input_pulls_no_layer_and_pins_by_tag_or_digest(kitops_home: 
             dg.materialize([numbers_v2, bad], resources=resources, instance=instance, selection=[bad])
 
 
+def test_partitions_are_tags_and_a_multi_partition_input_is_a_dict(kitops_home: Path) -> None:
+    kitops, resources = _local(kitops_home)
+    days = dg.DailyPartitionsDefinition(start_date="2026-11-01", end_date="2026-11-03")
+
+    @dg.asset(partitions_def=days, metadata={"kitops": {"serializer": "json"}})
+    def daily(context: dg.AssetExecutionContext) -> dict[str, str]:
+        return {"day": context.partition_key}
+
+    @dg.asset
+    def summary(daily: dict[str, dict[str, str]]) -> list[str]:
+        return sorted(v["day"] for v in daily.values())
+
+    instance = dg.DagsterInstance.ephemeral()
+    for day in ("2026-11-01", "2026-11-02"):
+        assert dg.materialize([daily], partition_key=day, resources=resources, instance=instance).success
+    tags = {t for e in kitops.get_client().list("t/daily") for t in e.tags}
+    assert tags == {"2026-11-01", "2026-11-02"}
+    result = dg.materialize([daily, summary], resources=resources, instance=instance, selection=[summary])
+    assert result.output_for_node("summary") == ["2026-11-01", "2026-11-02"]
+
+
 def test_missing_upstream_materialisation_is_a_clear_error(kitops_home: Path) -> None:
     _, resources = _local(kitops_home)
 
@@ -337,6 +358,8 @@ def test_example_daily_retraining_against_registry_and_s3(registry, s3, kitops_h
         ("code", "src/model.py"), ("dataset", "train.csv"), ("docs", "README.md"), ("model", "model")]
     assert set(kit.annotations[ANNOTATION_PARENTS].split(",")) == {
         _descriptor(results[day], "churn_dataset").pinned, _descriptor(results[day], "churn_model").pinned}
+    run = read_provenance(client, kit.pinned)["predicate"]["buildDefinition"]["externalParameters"]["run"]
+    assert (run["orchestrator"], run["pipeline"], run["partition"]) == ("dagster", "churn_retrain", day)
     lineage = _materialization(results[day], "churn_modelkit").metadata["lineage"].value
     assert "ex-retrain/churn_dataset" in lineage and "s3://churn-drops/churn/" in lineage
     # the dataset layer is the S3 object, byte for byte
