@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "airflow"
 def test_provider_info_matches_airflow_schema_and_is_discovered() -> None:
     import jsonschema
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     schema = json.loads((Path(sys.modules["airflow"].__file__).parent / "provider_info.schema.json").read_text())
     info = get_provider_info()
@@ -55,10 +58,10 @@ def test_provider_info_matches_airflow_schema_and_is_discovered() -> None:
 
     pm = ProvidersManager()
     assert pm.providers["kitops-flows"].data["name"] == info["name"]
-    assert pm.hooks["kitops"].hook_class_name == "kitops_flows_airflow.hooks.KitOpsHook"
-    pm.initialize_providers_asset_uri_resources()
-    assert "oci" in pm.asset_uri_handlers and "oci" in pm.asset_factories
     assert pm.field_behaviours["kitops"]["relabeling"]["host"] == "Registry"
+    runtime = ProvidersManagerTaskRuntime()
+    assert runtime.hooks["kitops"].hook_class_name == "kitops_flows_airflow.hooks.KitOpsHook"
+    assert "oci" in runtime.asset_uri_handlers and "oci" in runtime.asset_factories
     # every module the provider lists imports, and names real operator/sensor/trigger classes
     for section in ("operators", "sensors", "hooks", "triggers"):
         for module in info[section][0]["python-modules"]:
@@ -169,14 +172,15 @@ def test_test_connection_really_authenticates(auth_registry, kitops_home, monkey
     monkeypatch.setenv("AIRFLOW_CONN_KITOPS_BAD", conn(auth_registry.password + "-wrong"))
     ok, message = KitOpsHook("kitops_good").test_connection()
     assert ok, message
-    assert f"as {auth_registry.username}" in message and "empty so far" in message
+    assert f"as {auth_registry.username}" in message and "team/never-pushed has 0 tag(s)" in message
     ok, message = KitOpsHook("kitops_bad").test_connection()
     assert not ok
     assert auth_registry.host in message and auth_registry.password not in message
 
 
 @pytest.mark.integration
-def test_trigger_fires_when_the_tag_moves(registry, kitops_home, tmp_path: Path) -> None:  # noqa: ANN001
+def test_trigger_fires_when_the_tag_moves(registry, kitops_home, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("AIRFLOW_CONN_KITOPS_ANON", json.dumps({"conn_type": "kitops", "host": f"http://{registry.host}"}))
     kit = KitOpsClient(store=LocalStore(kitops_home), plain_http=True)
     ref = f"{registry.host}/team/watched:candidate"
     assert probe_tag(kit, ref) is None  # not there yet
@@ -185,7 +189,7 @@ def test_trigger_fires_when_the_tag_moves(registry, kitops_home, tmp_path: Path)
     assert seen is not None and seen["digest"] == first.digest and seen["pinned"] == first.pinned
     assert probe_tag(kit, ref, previous_digest=first.digest) is None  # unchanged
 
-    trigger = ModelKitTrigger(ref, previous_digest=first.digest, kitops_conn_id=None,
+    trigger = ModelKitTrigger(ref, previous_digest=first.digest, kitops_conn_id="kitops_anon",
                               kitops_home=str(kitops_home), poke_interval=0.05)
     classpath, kwargs = trigger.serialize()
     assert classpath == "kitops_flows_airflow.triggers.ModelKitTrigger"
@@ -204,7 +208,7 @@ def test_trigger_fires_when_the_tag_moves(registry, kitops_home, tmp_path: Path)
     mover.start()
     payload = asyncio.run(asyncio.wait_for(first_event(), timeout=30))
     mover.join()
-    assert payload["status"] == "success"
+    assert payload["status"] == "success", payload
     assert payload["modelkit"]["digest"] == second[0] != first.digest
     assert payload["modelkit"]["previous_digest"] == first.digest
 
@@ -228,6 +232,12 @@ def _register(*dags: Any) -> None:
     for dag in dags:
         bag.bag_dag(dag)
     sync_bag_to_db(bag, "dags-folder", None)
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    with create_session() as session:  # switched on, as a user would: paused DAGs are not queued by assets
+        session.execute(update(DagModel).where(DagModel.dag_id.in_([d.dag_id for d in dags])).values(is_paused=False))
 
 
 def _xcom(dr: Any, task_id: str) -> Any:
@@ -275,7 +285,7 @@ def _run_with_asset_event(dag: Any, event_id: int) -> Any:
 
 @pytest.mark.integration
 def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp_path: Path,  # noqa: ANN001
-                                 monkeypatch, capfd) -> None:
+                                 monkeypatch, capfd, caplog) -> None:
     import boto3
     from airflow.models.asset import AssetDagRunQueue
     from airflow.models.xcom import XComModel
@@ -290,6 +300,7 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
     sys.path.insert(0, str(EXAMPLES))
     from churn.model import make_dataset
 
+    caplog.set_level(logging.INFO)
     host, password = auth_registry.host, auth_registry.password
     repo = f"{host}/team/churn"
     dataset = make_dataset(tmp_path / "train.csv", rows=400)
@@ -320,7 +331,9 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
     pushed = _xcom(dr, "push")
     assert pushed["digest"] == packed["digest"] and pushed["pinned"] == f"{repo}@{packed['digest']}"
     assert {layer["kind"] for layer in packed["layers"]} == {"model", "dataset", "code", "docs"}
-    assert packed["layers"][1]["path"] == "data/train.csv"
+    by_kind = {layer["kind"]: layer for layer in packed["layers"]}
+    assert (by_kind["dataset"]["name"], by_kind["dataset"]["path"]) == ("train", "data/train.csv")
+    assert (by_kind["model"]["path"], by_kind["code"]["path"], by_kind["docs"]["path"]) == ("model", "src", "README.md")
     assert _xcom(dr, "evaluate")["improved"] is True
     promoted = _xcom(dr, "promote")
     assert (promoted["stage"], promoted["digest"]) == ("staging", packed["digest"])
@@ -361,13 +374,12 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
     assert json.loads((served / "model.json").read_text())["features"]
     assert (served / "DEPLOYED_DIGEST").read_text().strip() == packed["digest"]
     serving_store = LocalStore(serve_dir / ".kitops")
-    by_kind = {l["kind"]: l for l in packed["layers"]}
     assert serving_store.has_blob(by_kind["model"]["digest"], by_kind["model"]["size"])
     for kind in ("dataset", "code", "docs"):
         assert not serving_store.has_blob(by_kind[kind]["digest"], by_kind[kind]["size"]), kind
 
     # 3. same data next day: the model is no better, so nothing is pushed and no event is emitted
-    dr2 = retrain.test(logical_date=dr.logical_date.add(days=1))
+    dr2 = retrain.test(logical_date=dr.logical_date + timedelta(days=1))
     states = _states(dr2)
     assert dr2.state == "success" and states["push"] == "skipped" and states["promote"] == "skipped", states
     assert _xcom(dr2, "evaluate")["improved"] is False
@@ -387,10 +399,12 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
     assert states["wait_canary"] == "success" and states["bad_ref"] == "failed", states
     assert _xcom(dr3, "wait_canary")["digest"] == packed["digest"]
 
+    # what reached the logging system (Airflow routes stdlib records into the task log) and the terminal
     out = capfd.readouterr()
-    text = out.out + out.err
-    assert "no-such-model" in text and "not found" in text.lower()
-    assert f"Pushed {repo}@{packed['digest']}" in text  # core log lines reach the task log
+    logged = caplog.text
+    text = logged + out.out + out.err
+    assert f"manifest team/no-such-model:v1 not found in registry {host}" in text  # the failed task says why
+    assert f"Pushed {repo}@{packed['digest']}" in logged  # the core's log lines reach the task log
     assert password not in text
 
     # no credential anywhere in XCom

@@ -15,8 +15,8 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
-
 from churn_settings import CONN_ID, MODELKIT_REPO, SERVE_DIR
+
 from kitops_flows_airflow import KitUnpackOperator, modelkit_asset
 
 CHURN_MODELKIT = modelkit_asset(MODELKIT_REPO)

@@ -20,8 +20,8 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
-
 from churn_settings import CHURN_CODE_DIR, CONN_ID, DATASET_URI, MODELKIT_REPO, WORK_DIR
+
 from kitops_flows_airflow import KitPackOperator, KitPromoteOperator, KitPushOperator, modelkit_asset
 
 CHURN_MODELKIT = modelkit_asset(MODELKIT_REPO)
