@@ -151,6 +151,24 @@ def test_parent_references_from_xcom_descriptors() -> None:
         parent_references([{"digest": "sha256:x"}])
 
 
+def test_push_operators_declare_the_repository_asset_when_known_at_parse_time() -> None:
+    from airflow.sdk import AssetAlias
+
+    from kitops_flows_airflow import KitPackOperator, KitPushOperator
+
+    static = KitPushOperator(task_id="a", source="reg.example.com/team/churn:v1")
+    assert [o.uri for o in static.outlets] == ["oci://reg.example.com/team/churn"]
+    # templated or connection-relative references cannot name an asset at parse time: nothing invented
+    assert KitPushOperator(task_id="b", source="reg.example.com/team/churn:{{ ds }}").outlets == []
+    assert KitPushOperator(task_id="c", source=":v1").outlets == []
+    assert KitPushOperator(task_id="d", source="team/local:v1").outlets == []  # local-only: no registry
+    alias = AssetAlias("churn-versions")
+    assert KitPushOperator(task_id="e", source="r.example.com/x:{{ ds }}", outlets=[alias]).outlets == [alias]
+    assert KitPushOperator(task_id="f", source="r.example.com/x:v1", emit_asset=False).outlets == []
+    assert KitPackOperator(task_id="g", context_dir="/x", reference="r.example.com/x:v1").outlets == []  # no push
+    assert "reference" in KitPackOperator.template_fields and "datasets" in KitPackOperator.template_fields
+
+
 # -- real registry: hook test_connection, trigger --------------------------------------------------------
 
 def _tiny_context(root: Path, text: str) -> Path:
@@ -294,7 +312,7 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
     from sqlalchemy import select
 
     from kitops_flows.lineage import read_provenance
-    from kitops_flows_airflow import KitUnpackOperator, ModelKitSensor
+    from kitops_flows_airflow import KitPackOperator, KitPullOperator, KitUnpackOperator, ModelKitSensor
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
     sys.path.insert(0, str(EXAMPLES))
@@ -319,10 +337,7 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
 
     retrain = _load_dag(EXAMPLES / "churn_retrain.py")
     deploy = _load_dag(EXAMPLES / "churn_deploy.py")
-    with DAG("kitops_checks", schedule=None) as checks:
-        ModelKitSensor(task_id="wait_canary", reference=":canary", deferrable=True, poke_interval=0.2, timeout=60)
-        KitUnpackOperator(task_id="bad_ref", reference=f"{host}/team/no-such-model:v1", dest=str(tmp_path / "x"))
-    _register(retrain, deploy, checks)
+    _register(retrain, deploy)
 
     # 1. retrain: fetch from S3, train, pack, evaluate, push (asset event), promote to staging
     dr = retrain.test()
@@ -385,7 +400,19 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
     assert _xcom(dr2, "evaluate")["improved"] is False
     assert len(_asset_events(f"oci://{host}/team/churn")) == 1
 
-    # 4. a deferrable sensor waiting for a new tag (pushed meanwhile), and a bad reference
+    # 4. a deferrable sensor waiting for a new tag (pushed meanwhile), a bad reference, and a ModelKit
+    #    packed with push=True whose parent comes from XCom, pulled into another store
+    child_ctx = _tiny_context(tmp_path / "child", "fine-tuned")
+    with DAG("kitops_checks", schedule=None) as checks:
+        ModelKitSensor(task_id="wait_canary", reference=":canary", deferrable=True, poke_interval=0.2, timeout=60)
+        KitUnpackOperator(task_id="bad_ref", reference=f"{host}/team/no-such-model:v1", dest=str(tmp_path / "x"))
+        child = KitPackOperator(task_id="pack_child", context_dir=str(child_ctx), reference=f"{host}/team/tuned:v1",
+                                parents=[pushed], push=True)
+        child >> KitPullOperator(task_id="pull_child", reference="{{ ti.xcom_pull(task_ids='pack_child')['pinned'] }}",
+                                 kitops_home=str(tmp_path / "other-home"))
+    assert [o.uri for o in child.outlets] == [f"oci://{host}/team/tuned"]  # static reference: asset declared
+    _register(checks)
+
     def push_canary() -> None:
         time.sleep(1.5)
         kit.pull(pushed["pinned"])
@@ -398,6 +425,12 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
     states = _states(dr3)
     assert states["wait_canary"] == "success" and states["bad_ref"] == "failed", states
     assert _xcom(dr3, "wait_canary")["digest"] == packed["digest"]
+    tuned = _xcom(dr3, "pack_child")
+    assert _xcom(dr3, "pull_child")["digest"] == tuned["digest"] and states["pull_child"] == "success"
+    assert LocalStore(tmp_path / "other-home").has_blob(tuned["layers"][0]["digest"], tuned["layers"][0]["size"])
+    assert tuned["annotations"]["ml.kitops-flows.parents"] == pushed["pinned"]  # the XCom descriptor's pin
+    child_events = _asset_events(f"oci://{host}/team/tuned")
+    assert [e.extra["digest"] for e in child_events] == [tuned["digest"]]
 
     # what reached the logging system (Airflow routes stdlib records into the task log) and the terminal
     out = capfd.readouterr()
