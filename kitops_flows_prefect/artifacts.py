@@ -73,6 +73,11 @@ def push_summary(desc: ModelKitDescriptor, lineage_mermaid: str | None, lineage_
     return "\n".join(out)
 
 
+def thread_key() -> tuple[int, str]:
+    """The calling thread as (ident, name): idents are reused at once, names carry a process-wide counter."""
+    return threading.get_ident(), threading.current_thread().name
+
+
 @dataclass
 class TransferProgress:
     """A ``KitOpsClient(progress=…)`` callback feeding a Prefect progress artifact, at most every ``interval`` s.
@@ -80,14 +85,14 @@ class TransferProgress:
     ``enabled``: True always creates the artifact, False never, None once any single transfer is at
     least ``AUTO_PROGRESS_BYTES``. It is created lazily from the first update, inside the task's
     context (captured at construction), so it is linked to the task run even though the core calls
-    back from its transfer threads. ``threads`` collects those threads' ids (see ``logs.task_run_logs``).
+    back from its transfer threads. ``threads`` collects those threads (see ``logs.task_run_logs``).
     A failing artifact API never fails the transfer: the artifact is dropped with one warning.
     """
 
     key: str
     enabled: bool | None = None
     interval: float = 2.0
-    threads: set[int] = field(default_factory=set)
+    threads: set[tuple[int, str]] = field(default_factory=set)
     artifact_id: object | None = None
     _transfers: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     _context: contextvars.Context = field(default_factory=contextvars.copy_context)
@@ -96,7 +101,7 @@ class TransferProgress:
     _broken: bool = False
 
     def __call__(self, label: str, done: int, total: int | None) -> None:
-        self.threads.add(threading.get_ident())
+        self.threads.add(thread_key())
         if self.enabled is False or self._broken:
             return
         with self._lock:
@@ -142,4 +147,4 @@ class TransferProgress:
                 self._publish(create=False)
 
 
-__all__ = ["AUTO_PROGRESS_BYTES", "TransferProgress", "artifact_key", "push_summary"]
+__all__ = ["AUTO_PROGRESS_BYTES", "TransferProgress", "artifact_key", "push_summary", "thread_key"]

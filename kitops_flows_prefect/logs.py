@@ -8,8 +8,9 @@ stamps the task's flow-run and task-run ids on each record and hands it to Prefe
         kit.push(ref)          # "Pushed …" and progress lines appear under this task run in the UI
 
 Which records belong to this task: those logged on the task's own thread, plus those from threads
-the task's ``KitOpsClient`` reported progress from (``owned_threads``, filled by ``TransferProgress``),
-so concurrent tasks in one process (``.map``) do not pick up each other's lines.
+the task's ``KitOpsClient`` reported progress from (``owned_threads``: (ident, name) pairs filled by
+``TransferProgress``; idents alone are reused as soon as a thread ends), so concurrent tasks in one
+process (``.map``) do not pick up each other's lines.
 Any registered secret is replaced by ``***`` before a line leaves the process.
 """
 
@@ -29,7 +30,7 @@ REDACTED = "***"
 class _TaskRunHandler(APILogHandler):
     """Forwards this task's ``kitops_flows`` records to the Prefect API, tagged with its run ids."""
 
-    def __init__(self, flow_run_id: str, task_run_id: str, threads: set[int], secrets: tuple[str, ...],
+    def __init__(self, flow_run_id: str, task_run_id: str, threads: set[tuple[int, str]], secrets: tuple[str, ...],
                  skip_own_thread: bool) -> None:
         super().__init__()
         self._flow_run_id = flow_run_id
@@ -41,7 +42,7 @@ class _TaskRunHandler(APILogHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         own = record.thread == self._task_thread
-        if (own and self._skip_own_thread) or not (own or record.thread in self._threads):
+        if (own and self._skip_own_thread) or not (own or (record.thread, record.threadName) in self._threads):
             return
         tagged = logging.makeLogRecord(record.__dict__)
         tagged.flow_run_id = self._flow_run_id
@@ -60,7 +61,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 @contextlib.contextmanager
-def task_run_logs(owned_threads: set[int], secrets: tuple[str, ...] = ()) -> Iterator[None]:
+def task_run_logs(owned_threads: set[tuple[int, str]], secrets: tuple[str, ...] = ()) -> Iterator[None]:
     """Forward ``kitops_flows`` records to the current task run while the block runs (no-op outside a run)."""
     from prefect.context import TaskRunContext
 
@@ -73,7 +74,7 @@ def task_run_logs(owned_threads: set[int], secrets: tuple[str, ...] = ()) -> Ite
         # the core's info lines (steps, progress) are the point; Prefect leaves the root at WARNING
         logger.setLevel(logging.INFO)
     # PREFECT_LOGGING_EXTRA_LOGGERS=kitops_flows already sends task-thread records: do not send them twice
-    api_already = any(isinstance(h, APILogHandler) for h in logger.handlers)
+    api_already = any(isinstance(h, APILogHandler) and not isinstance(h, _TaskRunHandler) for h in logger.handlers)
     handler = _TaskRunHandler(str(ctx.task_run.flow_run_id), str(ctx.task_run.id), owned_threads, secrets,
                               skip_own_thread=api_already)
     logger.addHandler(handler)

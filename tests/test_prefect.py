@@ -270,7 +270,7 @@ def test_pack_push_artifact_event_lineage_and_cache(prefect_harness: None, regis
     assert {r.role for r in event.related} >= {"flow-run", "task-run"}
 
     # the core's log lines reached the task run's logs
-    assert any(line.startswith("Pushed prefect/cache@") or "Pushed" in line for line in run_logs(flow_run_id))
+    assert f"Pushed {registry.host}/prefect/cache@{mk.digest} as v1" in run_logs(flow_run_id)
 
     # same files in another directory: a cache hit, nothing packed, no new push artifact or event
     before = manifests(kitops_home)
@@ -455,3 +455,63 @@ def test_pack_with_a_missing_kitfile_fails_without_retrying(prefect_harness: Non
     with get_client(sync_client=True) as client:
         task_run = client.read_task_run(task_run_id)
     assert task_run.run_count == 1  # a KitfileError is not retried (retries=2 is for transient failures)
+
+
+def test_core_logs_reach_the_right_task_run_redacted(prefect_harness: None) -> None:
+    import logging
+    import threading
+
+    from prefect import task
+
+    from kitops_flows_prefect.artifacts import thread_key
+    from kitops_flows_prefect.logs import task_run_logs
+
+    core = logging.getLogger("kitops_flows")
+
+    @task
+    def transfer(name: str) -> None:
+        owned: set[tuple[int, str]] = set()
+
+        def worker(claimed: bool) -> None:
+            if claimed:
+                owned.add(thread_key())  # what TransferProgress does on the core's callback
+            core.info("%s from a %s transfer thread (token tok-%s-secret)", name, "claimed" if claimed else "foreign",
+                      name)
+
+        with task_run_logs(owned, secrets=(f"tok-{name}-secret",)):
+            core.info("%s on the task thread", name)
+            for claimed in (True, False):
+                t = threading.Thread(target=worker, args=(claimed,))
+                t.start()
+                t.join()
+
+    @flow
+    def two_tasks() -> None:
+        for f in transfer.map(["alpha", "beta"]):
+            f.result()
+
+    state = two_tasks(return_state=True)
+    lines = [line for line in run_logs(state.state_details.flow_run_id) if "transfer thread" in line or "task thread" in line]
+    assert sorted(lines) == sorted([
+        "alpha on the task thread", "alpha from a claimed transfer thread (token ***)",
+        "beta on the task thread", "beta from a claimed transfer thread (token ***)",
+    ])
+    assert not [h for h in core.handlers if type(h).__name__ == "_TaskRunHandler"]  # removed after each task
+
+
+def test_tasks_map_over_contexts(prefect_harness: None, registry: Any, kitops_home: Path, tmp_path: Path) -> None:
+    from prefect import unmapped
+
+    block = KitOpsRegistry(registry=registry.host, plain_http=True, repository="prefect/mapped",
+                           kitops_home=str(kitops_home))
+    contexts = [str(make_context(tmp_path / n, weights=w)) for n, w in (("a", "[1]"), ("b", "[2]"))]
+
+    @flow
+    def pack_many() -> list[ModelKitDescriptor]:
+        futures = pack_modelkit.map(contexts, [":a", ":b"], registry=unmapped(block), push=unmapped(True))
+        return [f.result() for f in futures]
+
+    a, b = pack_many()
+    assert (a.tags, b.tags) == (("a",), ("b",)) and a.digest != b.digest
+    client = block.get_client()
+    assert client.resolve(f"{registry.host}/prefect/mapped:b").digest == b.digest

@@ -18,7 +18,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.events import DeploymentEventTrigger
 
-from kitops_flows_prefect import KitOpsRegistry, PROMOTED, pull_modelkit_layer
+from kitops_flows_prefect import PROMOTED, KitOpsRegistry, pull_modelkit_layer
 
 SERVE_DIR = os.environ.get("CHURN_SERVE_DIR", str(Path(tempfile.gettempdir()) / "churn-serve"))
 REGISTRY_BLOCK = os.environ.get("CHURN_REGISTRY_BLOCK", "kitops-registry")
