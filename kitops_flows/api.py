@@ -24,10 +24,11 @@ from pathlib import Path
 from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
 from .filters import LayerFilter, parse_filters
 from .kitfile import Kitfile, is_modelkit_reference
+from .kitfile_args import KitfileArguments
 from .lineage import RunContext
 from .manifest import ANNOTATION_CLI_VERSION, Manifest, ManifestError, kitfile_from_manifest
 from .mediatypes import OCI_INDEX, OCI_MANIFEST
-from .modelkit import ModelKitDescriptor, describe
+from .modelkit import LayerSummary, ModelKitDescriptor, describe
 from .pack import LayerSource, PackOptions, load_kitfile
 from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
@@ -86,6 +87,15 @@ class KitOpsClient:
     progress: ProgressCallback | None = None
     s3_session: object | None = None  # a boto3.Session; None = boto3's default credential chain
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_home(cls, kitops_home: Path | str | None = None, **options: object) -> KitOpsClient:
+        """A client on the store at ``kitops_home`` (default: ``$KITOPS_HOME`` or kit's default location).
+
+        >>> kit = KitOpsClient.from_home("/srv/kitops", plain_http=True)      # doctest: +SKIP
+        """
+        store = LocalStore(kitops_home) if kitops_home else LocalStore.default()
+        return cls(store=store, **options)  # type: ignore[arg-type]
 
     # -- registry plumbing -------------------------------------------------------------------------
     def registry_client(self, registry: str) -> RegistryClient:
@@ -149,7 +159,13 @@ class KitOpsClient:
         if sources:
             from .s3 import s3_layer_sources
 
-            layer_sources, s3_inputs = s3_layer_sources(kf, sources, session=self.s3_session)
+            layer_sources, s3_inputs = s3_layer_sources(
+                kf, sources, session=self.s3_session, layer_format=layer_format
+            )
+        if any(d.remote_path.startswith("s3://") for d in kf.datasets):
+            from .s3 import check_remote_datasets
+
+            check_remote_datasets(kf, session=self.s3_session)  # kit checks remote datasets exist at pack time
         extra = dict(annotations or {})
         provenance = None
         if record_lineage:
@@ -406,6 +422,32 @@ class KitOpsClient:
         tags = [] if ref.is_digest else [ref.reference]
         return describe(ref.registry, ref.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
 
+    def remote_digest(self, reference: str) -> str | None:
+        """The manifest digest a registry tag points at now, or None if the tag does not exist (one HEAD)."""
+        ref = parse_reference(reference)
+        self._remote(ref, "look up")
+        if ref.is_digest:
+            return ref.reference
+        return self.registry_client(ref.registry).manifest_digest(ref.repository, ref.reference)
+
+    def list_tags(self, repository: str) -> dict[str, str]:
+        """``{tag: manifest digest}`` of a repository (registry or local store), without fetching configs.
+
+        Bookkeeping tags of the referrers tag schema (``sha256-…``) and the stage log are left out.
+        """
+        ref = parse_reference(repository)
+        if ref.is_local_only:
+            return {t: e.descriptor.digest for e in self.store.list_entries(ref.repo_path) for t in e.tags}
+        client = self.registry_client(ref.registry)
+        out = {}
+        for tag in client.list_tags(ref.repository):
+            if tag.startswith(("sha256-", "kitops-flows-")):
+                continue
+            digest = client.manifest_digest(ref.repository, tag)
+            if digest is not None:
+                out[tag] = digest
+        return out
+
     # -- unpack -------------------------------------------------------------------------------------------
     def unpack(
         self,
@@ -415,6 +457,7 @@ class KitOpsClient:
         filters: Sequence[str | LayerFilter] | str | None = None,
         existing: str = "error",
         write_kitfile: bool = True,
+        include_remote: bool = False,
     ) -> UnpackResult:
         """Extract selected layers of a ModelKit into ``dest``.
 
@@ -443,10 +486,18 @@ class KitOpsClient:
             if client is None:
                 raise NotFoundError(f"blobs of {ref.display()} are missing from the local store; run verify")
             self._parallel(lambda l: self._fetch_blob(client, ref.repository, l), missing)
-        return unpack_layers(
+        result = unpack_layers(
             self.store, loaded.manifest, loaded.kitfile, dest, filters=parsed, existing=existing,
             write_kitfile=write_kitfile and loaded.kitfile_in_artifact, what=str(ref.display()),
         )
+        remote = [d for d in loaded.kitfile.datasets if d.remote_path.startswith("s3://")]
+        if remote and include_remote:
+            from .s3 import download_remote_datasets
+
+            download_remote_datasets(loaded.kitfile, result.dest, self.s3_session, overwrite=existing == "overwrite")
+        elif remote:
+            LOG.warning("ModelKit contains remote datasets. To unpack, specify the --include-remote flag")
+        return result
 
     def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
                    existing: str = "error") -> UnpackResult:
@@ -507,4 +558,19 @@ def _kit_size(n: int) -> str:
     return f"{n} B"
 
 
-__all__ = ["KitOpsClient", "ListEntry", "ModelKitDescriptor", "UnpackResult", "RegistryCredentials", "RegistryError"]
+__all__ = [
+    "Kitfile",
+    "KitOpsClient",
+    "KitfileArguments",
+    "LayerFilter",
+    "LayerSummary",
+    "ListEntry",
+    "LocalStore",
+    "ModelKitDescriptor",
+    "ProgressCallback",
+    "RegistryCredentials",
+    "RegistryError",
+    "RunContext",
+    "UnpackResult",
+    "parse_reference",
+]

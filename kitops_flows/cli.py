@@ -67,7 +67,8 @@ def _kitfile_arg(value: str) -> Path | object:
 
 def cmd_unpack(args: argparse.Namespace, kit: KitOpsClient) -> int:
     existing = "overwrite" if args.overwrite else "ignore" if args.ignore_existing else "error"
-    result = kit.unpack(args.reference, args.dir, filters=args.filter or None, existing=existing)
+    result = kit.unpack(args.reference, args.dir, filters=args.filter or None, existing=existing,
+                        include_remote=args.include_remote)
     for path in result.paths:
         print(path)
     return 0
@@ -291,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-o", "--overwrite", action="store_true", help="overwrite existing files")
     g.add_argument("-i", "--ignore-existing", action="store_true", help="keep existing files, skip those entries")
+    p.add_argument("--include-remote", action="store_true",
+                   help="also download remote (s3://) datasets, verified against their remoteHash")
     _network_flags(p)
 
     p = add("push", cmd_push, "Copy a local ModelKit to a registry", "kitops-flows push reg.example.com/team/churn:v1")

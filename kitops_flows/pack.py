@@ -181,7 +181,7 @@ def _build_layer(
         elif raw:
             annotations[ANNOTATION_FILE_METADATA] = _copy_raw_file(context, entry, sink)
         else:
-            write_tar_layer(context, entry.path, other_paths, ignore, sink, LOG.warning)
+            write_tar_layer(context, entry.path, other_paths, ignore, sink, LOG.warning, kind=entry.kind)
         if compressor is not None:
             compressor.close()
         existed = store.has_blob(blob.digest)

@@ -248,7 +248,8 @@ class LocalStore:
         fd, tmp = tempfile.mkstemp(dir=self.ingest_dir, prefix="ingest-")
         tmp_path = Path(tmp)
         try:
-            with os.fdopen(fd, "wb") as f:
+            # A 1 MiB buffer turns the many small writes of a tar of small files into few syscalls.
+            with os.fdopen(fd, "wb", buffering=1 << 20) as f:
                 writer = BlobWriter(f, tmp_path)
                 yield writer
                 f.flush()

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from kitops_flows.api import KitOpsClient, ModelKitDescriptor
+from kitops_flows.kitfile_args import KitfileArguments
 from kitops_flows.lineage import RunContext, promote
 from kitops_flows.reference import parse_reference
 
 from .assets import GROUP, descriptor_uri, event_extra, modelkit_asset, pinned_from_events
 from .hooks import KitOpsHook
-from .kitfile_args import KitfileArguments
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

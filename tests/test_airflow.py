@@ -34,10 +34,10 @@ pytest.importorskip("airflow.sdk")
 
 from airflow.sdk import Asset, Connection  # noqa: E402
 
+from kitops_flows.kitfile_args import KitfileArguments  # noqa: E402
 from kitops_flows_airflow.assets import modelkit_asset, repository_uri  # noqa: E402
 from kitops_flows_airflow.get_provider_info import get_provider_info  # noqa: E402
 from kitops_flows_airflow.hooks import KitOpsHook, RegistrySettings  # noqa: E402
-from kitops_flows_airflow.kitfile_args import KitfileArguments  # noqa: E402
 from kitops_flows_airflow.operators import parent_references  # noqa: E402
 from kitops_flows_airflow.triggers import ModelKitTrigger, probe_tag  # noqa: E402
 

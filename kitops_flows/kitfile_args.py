@@ -1,4 +1,4 @@
-"""A Kitfile from operator arguments (model path, dataset paths or ``s3://`` URIs, code, docs).
+"""A Kitfile from arguments (model path, dataset paths or ``s3://`` URIs, code, docs).
 
 Local paths must lie inside the pack's context directory (they become the paths inside the
 ModelKit); when no context directory is given, the deepest directory holding them all is used.
@@ -40,7 +40,7 @@ def _s3_path(folder: str, label: str, uri: str) -> str:
 
 @dataclass(frozen=True)
 class KitfileArguments:
-    """The pieces of a ModelKit named by operator arguments."""
+    """The pieces of a ModelKit named by task/operator arguments (shared by every orchestrator plugin)."""
 
     model: str | None = None
     datasets: Mapping[str, str] = field(default_factory=dict)
