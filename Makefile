@@ -50,7 +50,7 @@ unit: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
-demo: system-deps venv
+demo: venv
 	$(VPY) examples/demo.py
 
 bench: system-deps venv
