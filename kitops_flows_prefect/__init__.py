@@ -6,6 +6,8 @@
   selected layers), ``promote_modelkit``. Each push creates a markdown artifact keyed per
   repository and emits ``kitops.modelkit.pushed``; promotions emit ``kitops.modelkit.promoted``.
 * ``@modelkit_flow``: a flow whose returned directory is packed and pushed.
+* ``modelkit_asset(repo)``: the repository as a Prefect asset (``oci://<registry>/<repo>``, the
+  events' resource id too) for ``@materialize`` and ``asset_deps``.
 
 ::
 
@@ -23,14 +25,14 @@ from __future__ import annotations
 from .artifacts import TransferProgress, artifact_key, push_summary
 from .blocks import KitOpsRegistry, resolve_registry
 from .caching import MODELKIT_INPUTS, ModelKitInputs, modelkit_inputs_key
-from .events import PROMOTED, PUSHED, resource_id
+from .events import PROMOTED, PUSHED, modelkit_asset, resource_id
 from .flows import ModelKitSpec, modelkit_flow
 from .runinfo import prefect_run_context
 from .tasks import pack_modelkit, promote_modelkit, pull_modelkit_layer, push_modelkit, retry_transient
 
 __all__ = [
     "MODELKIT_INPUTS", "PROMOTED", "PUSHED", "KitOpsRegistry", "ModelKitInputs", "ModelKitSpec", "TransferProgress",
-    "artifact_key", "modelkit_flow", "modelkit_inputs_key", "pack_modelkit", "prefect_run_context",
+    "artifact_key", "modelkit_asset", "modelkit_flow", "modelkit_inputs_key", "pack_modelkit", "prefect_run_context",
     "promote_modelkit", "pull_modelkit_layer", "push_modelkit", "push_summary", "resolve_registry", "resource_id",
     "retry_transient",
 ]

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect.assets import Asset, AssetProperties
 from prefect.events import Event, emit_event
 
 from kitops_flows.api import ModelKitDescriptor
 from kitops_flows.lineage import StageEvent
+from kitops_flows.reference import parse_reference
 
 PUSHED = "kitops.modelkit.pushed"
 PROMOTED = "kitops.modelkit.promoted"
@@ -33,6 +35,22 @@ PROMOTED = "kitops.modelkit.promoted"
 def resource_id(repo_path: str) -> str:
     """``oci://<registry>/<repository>``: the event resource and Prefect asset key of a repository."""
     return f"oci://{repo_path}"
+
+
+def modelkit_asset(repository: str | ModelKitDescriptor, description: str | None = None) -> Asset:
+    """The Prefect asset of a ModelKit repository (``oci://<registry>/<repo>``), for ``@materialize``.
+
+    Tags and digests are dropped: the asset is the repository, each push is a new version of it.
+
+    >>> modelkit_asset("127.0.0.1:5000/team/churn:v3").key
+    'oci://127.0.0.1:5000/team/churn'
+    """
+    if isinstance(repository, ModelKitDescriptor):
+        repo_path = repository.repo_path
+    else:
+        repo_path = parse_reference(repository).repo_path
+    name = repo_path.split("/", 1)[1] if "/" in repo_path else repo_path
+    return Asset(key=resource_id(repo_path), properties=AssetProperties(name=name, description=description))
 
 
 def _repository_resource(registry: str, repository: str) -> dict[str, str]:
@@ -76,4 +94,4 @@ def emit_promoted(event: StageEvent) -> Event | None:
     return emit_event(event=PROMOTED, resource=resource, payload=event.to_dict())
 
 
-__all__ = ["PROMOTED", "PUSHED", "emit_promoted", "emit_pushed", "resource_id"]
+__all__ = ["PROMOTED", "PUSHED", "emit_promoted", "emit_pushed", "modelkit_asset", "resource_id"]

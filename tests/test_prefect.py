@@ -171,6 +171,23 @@ def test_push_summary_lists_identity_layers_and_lineage() -> None:
     assert "Lineage unavailable: boom" in push_summary(desc, None, "Lineage unavailable: boom")
 
 
+@pytest.mark.parametrize("module", ["artifacts", "blocks", "events", "tasks"])
+def test_docstring_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"kitops_flows_prefect.{module}"))
+    assert result.attempted and not result.failed
+
+
+def test_modelkit_asset_is_the_repository() -> None:
+    from kitops_flows_prefect import modelkit_asset, resource_id
+
+    asset = modelkit_asset("127.0.0.1:5000/team/churn@sha256:" + "a" * 64, description="churn")
+    assert asset.key == resource_id("127.0.0.1:5000/team/churn") == "oci://127.0.0.1:5000/team/churn"
+    assert asset.properties is not None and asset.properties.name == "team/churn"
+
+
 def test_run_context_outside_a_run_is_empty() -> None:
     run = prefect_run_context()
     assert run.orchestrator == "prefect" and not run.run_id and not run.extra
