@@ -22,10 +22,8 @@ from urllib.parse import urlsplit
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr, model_validator
 
-from kitops_flows.api import KitOpsClient, LocalStore
+from kitops_flows.api import KitOpsClient, ProgressCallback, RegistryCredentials
 from kitops_flows.errors import KitopsError
-from kitops_flows.progress import ProgressCallback
-from kitops_flows.registry import RegistryCredentials
 
 
 class KitOpsRegistry(CredentialsBlock):
@@ -93,10 +91,9 @@ class KitOpsRegistry(CredentialsBlock):
         >>> KitOpsRegistry(registry="127.0.0.1:5000", plain_http=True).get_client().plain_http
         True
         """
-        store = LocalStore(self.kitops_home) if self.kitops_home else LocalStore.default()
         creds = self.credentials()
-        return KitOpsClient(
-            store=store,
+        return KitOpsClient.from_home(
+            self.kitops_home,
             plain_http=self.plain_http,
             tls_verify=self.tls_verify,
             credentials={self.registry: creds} if self.registry and creds else None,

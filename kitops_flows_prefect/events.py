@@ -24,9 +24,8 @@ from typing import Any
 from prefect.assets import Asset, AssetProperties
 from prefect.events import Event, emit_event
 
-from kitops_flows.api import ModelKitDescriptor
+from kitops_flows.api import ModelKitDescriptor, parse_reference
 from kitops_flows.lineage import StageEvent
-from kitops_flows.reference import parse_reference
 
 PUSHED = "kitops.modelkit.pushed"
 PROMOTED = "kitops.modelkit.promoted"

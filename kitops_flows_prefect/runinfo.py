@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kitops_flows.lineage import RunContext
+from kitops_flows.api import RunContext
 
 LOG = logging.getLogger(__name__)
 

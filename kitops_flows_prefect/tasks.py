@@ -32,7 +32,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.tasks import exponential_backoff
 
 from kitops_flows import lineage
-from kitops_flows.api import KitOpsClient, ModelKitDescriptor, UnpackResult
+from kitops_flows.api import KitOpsClient, ModelKitDescriptor, UnpackResult, parse_reference
 from kitops_flows.errors import (
     AuthenticationError,
     FilterError,
@@ -45,7 +45,6 @@ from kitops_flows.errors import (
     UnpackError,
 )
 from kitops_flows.lineage import StageEvent
-from kitops_flows.reference import parse_reference
 
 from .artifacts import TransferProgress, artifact_key, push_summary
 from .blocks import KitOpsRegistry, resolve_registry

@@ -29,10 +29,9 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from prefect.states import Failed
 from pydantic import SecretStr
 
-from kitops_flows.api import KitOpsClient, LocalStore, ModelKitDescriptor
+from kitops_flows.api import KitOpsClient, LayerSummary, LocalStore, ModelKitDescriptor
 from kitops_flows.errors import KitopsError, NotFoundError, RegistryError, TagExistsError
 from kitops_flows.lineage import read_provenance
-from kitops_flows.modelkit import LayerSummary
 from kitops_flows_prefect import (
     PROMOTED,
     PUSHED,
