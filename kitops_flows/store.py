@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from .atomicfile import write_atomic
 from .digests import CHUNK, VerifyingReader
 from .errors import DigestMismatchError, NotFoundError, StoreError
 from .mediatypes import OCI_MANIFEST
@@ -171,7 +172,7 @@ class LocalStore:
         self.ingest_dir.mkdir(parents=True, exist_ok=True)
         layout = self.storage / "oci-layout"
         if not layout.exists():
-            self._write_atomic(layout, b'{"imageLayoutVersion":"1.0.0"}')
+            write_atomic(layout, b'{"imageLayoutVersion":"1.0.0"}')
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -183,20 +184,6 @@ class LocalStore:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
 
     # -- blobs ------------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
@@ -331,14 +318,14 @@ class LocalStore:
         tags_path, index_path = self._repo_tags_path(repo_path), self._repo_index_path(repo_path)
         if tags:
             body = {t: tags[t].to_dict() for t in sorted(tags)}
-            self._write_atomic(tags_path, json.dumps(body, separators=(",", ":")).encode())
+            write_atomic(tags_path, json.dumps(body, separators=(",", ":")).encode())
         else:
             tags_path.unlink(missing_ok=True)
         seen: set[str] = set()
         unique = [d for d in manifests if not (d.digest in seen or seen.add(d.digest))]  # type: ignore[func-returns-value]
         if unique:
             body2 = {"schemaVersion": 2, "manifests": [d.to_dict() for d in unique]}
-            self._write_atomic(index_path, json.dumps(body2, separators=(",", ":")).encode())
+            write_atomic(index_path, json.dumps(body2, separators=(",", ":")).encode())
         else:
             index_path.unlink(missing_ok=True)
 
@@ -353,7 +340,7 @@ class LocalStore:
         if add is not None and add.digest not in digests:
             kept.append(Descriptor(add.media_type, add.digest, add.size).to_dict())
         body = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": kept}
-        self._write_atomic(path, json.dumps(body, separators=(",", ":")).encode())
+        write_atomic(path, json.dumps(body, separators=(",", ":")).encode())
 
     # -- manifests ------------------------------------------------------------------------------------
     def put_manifest(self, repo_path: str, data: bytes, tags: list[str] | tuple[str, ...] = (),
@@ -484,7 +471,7 @@ class LocalStore:
         with self.lock():
             roots = self._extra_roots()
             roots.add(digest)
-            self._write_atomic(self.storage / "kitops-flows-roots.json", json.dumps(sorted(roots)).encode())
+            write_atomic(self.storage / "kitops-flows-roots.json", json.dumps(sorted(roots)).encode())
 
     def gc(self) -> int:
         """Delete blobs no manifest references and stale ingest files. Returns the number of blobs removed."""

@@ -18,15 +18,13 @@ Registries: the OCI 1.1 referrers API when the registry has one, else the referr
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..atomicfile import write_atomic
 from ..errors import NotFoundError, StoreError
 from ..mediatypes import OCI_INDEX, OCI_MANIFEST
 from ..store import Descriptor, LocalStore
@@ -44,21 +42,6 @@ def fallback_tag(digest: str) -> str:
     """The referrers tag schema name for a subject digest (``<alg>-<hex>``, at most 128 characters)."""
     algo, _, hexpart = digest.partition(":")
     return f"{algo}-{hexpart}"[:128]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
@@ -106,7 +89,7 @@ class LocalReferrers:
             items = doc["referrers"].setdefault(subject_digest, [])
             if all(d.get("digest") != desc.digest for d in items):
                 items.append(desc.to_dict())
-                _write_atomic(self.path, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
+                write_atomic(self.path, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
         return desc
 
     def stage_log_head(self, repo_path: str) -> str | None:
@@ -119,7 +102,7 @@ class LocalReferrers:
             if doc["stageLogs"].get(repo_path) != expected:
                 return False
             doc["stageLogs"][repo_path] = digest
-            _write_atomic(self.path, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
+            write_atomic(self.path, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
         return True
 
 

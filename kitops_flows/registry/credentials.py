@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomicfile import write_atomic
 from ..errors import AuthenticationError
 
 LOG = logging.getLogger("kitops_flows.registry")
@@ -225,16 +224,4 @@ def _load_for_update(path: Path) -> dict[str, Any]:
 
 def _write_private(path: Path, doc: dict[str, Any]) -> None:
     """Write JSON readable by the owner only, atomically (a crash never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=path.parent)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent="\t")
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, (json.dumps(doc, indent="\t") + "\n").encode("utf-8"), mode=0o600)
