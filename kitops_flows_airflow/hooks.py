@@ -27,6 +27,7 @@ import logging
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,18 @@ def mask_credentials(settings: RegistrySettings) -> None:
 
 
 __all__ = ["CONN_TYPE", "KitOpsHook", "RegistrySettings", "mask_credentials"]
+
+
+class KitOpsHookMixin:
+    """``hook`` and ``client`` for operators and sensors that carry ``kitops_conn_id`` / ``kitops_home``."""
+
+    kitops_conn_id: str | None
+    kitops_home: str | None
+
+    @cached_property
+    def hook(self) -> KitOpsHook:
+        return KitOpsHook(self.kitops_conn_id, kitops_home=self.kitops_home or None)
+
+    @cached_property
+    def client(self) -> KitOpsClient:
+        return self.hook.get_client()

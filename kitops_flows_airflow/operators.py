@@ -21,19 +21,18 @@ the ModelKit's provenance automatically.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
-from kitops_flows.api import KitOpsClient, ModelKitDescriptor
+from kitops_flows.api import ModelKitDescriptor
 from kitops_flows.kitfile_args import KitfileArguments
 from kitops_flows.lineage import RunContext, promote
 from kitops_flows.reference import parse_reference
 
 from .assets import GROUP, descriptor_uri, event_extra, modelkit_asset, pinned_from_events
-from .hooks import KitOpsHook
+from .hooks import KitOpsHook, KitOpsHookMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -86,7 +85,7 @@ def parent_references(parents: object) -> list[str]:
     return refs
 
 
-class KitOpsBaseOperator(BaseOperator):
+class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
     """Shared plumbing: the hook/client, run context, lineage and asset events.
 
     :param kitops_conn_id: a ``kitops`` (or ``docker``) connection; ``None`` for no connection.
@@ -101,14 +100,6 @@ class KitOpsBaseOperator(BaseOperator):
         super().__init__(**kwargs)
         self.kitops_conn_id = kitops_conn_id
         self.kitops_home = kitops_home
-
-    @cached_property
-    def hook(self) -> KitOpsHook:
-        return KitOpsHook(self.kitops_conn_id, kitops_home=self.kitops_home or None)
-
-    @cached_property
-    def client(self) -> KitOpsClient:
-        return self.hook.get_client()
 
     # -- lineage / assets ---------------------------------------------------------------------------
     def _collector(self) -> Any:

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException
 
-from kitops_flows.api import KitOpsClient
-
-from .hooks import KitOpsHook
+from .hooks import KitOpsHook, KitOpsHookMixin
 from .triggers import ModelKitTrigger, probe_tag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class ModelKitSensor(BaseSensorOperator):
+class ModelKitSensor(KitOpsHookMixin, BaseSensorOperator):
     """Succeeds when ``reference`` (``registry/repo:tag``) exists and differs from ``previous_digest``.
 
     :param reference: the tag to watch (``":tag"`` = the connection's default repository).
@@ -47,14 +44,6 @@ class ModelKitSensor(BaseSensorOperator):
         self.kitops_conn_id = kitops_conn_id
         self.kitops_home = kitops_home
         self.deferrable = deferrable
-
-    @cached_property
-    def hook(self) -> KitOpsHook:
-        return KitOpsHook(self.kitops_conn_id, kitops_home=self.kitops_home or None)
-
-    @cached_property
-    def client(self) -> KitOpsClient:
-        return self.hook.get_client()
 
     def _previous(self) -> str | None:
         # a template that pulled nothing renders as "" or "None"
