@@ -14,8 +14,14 @@ run context, cache key, artifact, event, progress, logs, retries)::
 
 ``registry`` is a ``KitOpsRegistry`` block or the name of a saved one. References written as
 ``":tag"`` / ``"@sha256:…"`` (or ``None``) go to the block's registry and default repository.
-Each task also works with ``.submit()`` / ``.map()``; change retries, timeouts or caching with
+Each task also works with ``.submit()`` / ``.map()`` (wrap the block, a block name or any other
+shared argument in ``prefect.unmapped``: strings and blocks are iterable). Retries: 2, with
+exponential backoff and jitter, for transient failures only (``retry_transient``); no timeout by
+default (transfer times scale with size). Change them, or the caching, per call site with
 ``.with_options(retries=5, timeout_seconds=3600, cache_expiration=timedelta(days=7))``.
+
+The core's log lines (pack steps, transfer progress, registry retries) appear in the task run's
+logs without any logging configuration (see ``logs.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -99,16 +105,6 @@ class _Session:
     client: KitOpsClient
     progress: TransferProgress
 
-    def qualify(self, reference: str | None) -> str:
-        if self.block is not None:
-            return self.block.qualify(reference)
-        if reference is None or reference.startswith((":", "@")):
-            raise KitopsError(
-                f"reference {reference!r} needs a default registry and repository: pass registry=<KitOpsRegistry "
-                "block or its saved name>, or a full reference such as registry.example.com/team/model:v1"
-            )
-        return reference
-
     @property
     def secrets(self) -> tuple[str, ...]:
         return self.block.secret_values() if self.block is not None else ()
@@ -124,6 +120,26 @@ def _session(registry: KitOpsRegistry | str | None, progress_artifact: bool | No
     with task_run_logs(progress.threads, block.secret_values() if block is not None else ()):
         yield _Session(block, client, progress)
         progress.finish()
+
+
+@overload
+def _qualify(block: KitOpsRegistry | None, reference: str) -> str: ...
+
+
+@overload
+def _qualify(block: KitOpsRegistry | None, reference: None) -> str | None: ...
+
+
+def _qualify(block: KitOpsRegistry | None, reference: str | None) -> str | None:
+    """A block completes ``":tag"``/``"@digest"``/None; without one those are an error (None stays: no reference)."""
+    if block is not None:
+        return block.qualify(reference)
+    if reference is not None and reference.startswith((":", "@")):
+        raise KitopsError(
+            f"reference {reference!r} needs a default registry and repository: pass registry=<KitOpsRegistry "
+            "block or its saved name>, or a full reference such as registry.example.com/team/model:v1"
+        )
+    return reference
 
 
 def _repo_path(reference: str) -> str:
@@ -186,7 +202,7 @@ def pack_modelkit(
     'registry.example.com/team/churn@sha256:…'
     """
     block = resolve_registry(registry)
-    ref = block.qualify(reference) if block is not None else reference
+    ref = _qualify(block, reference)
     with _session(block, progress_artifact, _progress_key(ref)) as s:
         desc = s.client.pack(
             context_dir, kitfile=kitfile, reference=ref, compression=compression, layer_format=layer_format,
@@ -226,7 +242,7 @@ def push_modelkit(
 
 def _push_destination(block: KitOpsRegistry | None, source: str, destination: str | None) -> str | None:
     if destination is not None:
-        return block.qualify(destination) if block is not None else destination
+        return _qualify(block, destination)
     if block is None or not block.registry:
         return None
     src = parse_reference(source)
@@ -257,7 +273,7 @@ def pull_modelkit_layer(
     """
     block = resolve_registry(registry)
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
-    ref = block.qualify(raw) if block is not None else raw
+    ref = _qualify(block, raw)
     with _session(block, progress_artifact, _progress_key(ref)) as s:
         return s.client.pull_layer(ref, layers, dest, existing=existing)
 
@@ -277,7 +293,7 @@ def promote_modelkit(
     """
     block = resolve_registry(registry)
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
-    ref = block.qualify(raw) if block is not None else raw
+    ref = _qualify(block, raw)
     with _session(block, False, "kitops-promote") as s:
         event = lineage.promote(s.client, ref, stage)
     emit_promoted(event)

@@ -187,6 +187,13 @@ def test_modelkit_asset_is_the_repository() -> None:
     assert asset.properties is not None and asset.properties.name == "team/churn"
 
 
+def test_short_references_need_a_block(tmp_path: Path) -> None:
+    with pytest.raises(KitopsError, match="needs a default registry and repository"):
+        pull_modelkit_layer.fn(":production", tmp_path)
+    with pytest.raises(KitopsError, match="needs a default registry and repository"):
+        promote_modelkit.fn("@sha256:" + "a" * 64, "staging")
+
+
 def test_run_context_outside_a_run_is_empty() -> None:
     run = prefect_run_context()
     assert run.orchestrator == "prefect" and not run.run_id and not run.extra
