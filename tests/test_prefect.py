@@ -441,6 +441,7 @@ def test_example_retrain_then_serve(prefect_harness: None, registry: Any, s3: An
     assert churn.evaluate(Path(model_file), data) == pytest.approx(result["accuracy"])
 
 
+@pytest.mark.integration  # needs the Prefect server
 def test_block_type_registers_from_the_cli(prefect_harness: None) -> None:
     from prefect.settings import PREFECT_API_URL
 
@@ -464,6 +465,7 @@ def test_block_type_registers_from_the_cli(prefect_harness: None) -> None:
             "kitops_home"} <= set(props)
 
 
+@pytest.mark.integration  # needs the Prefect server
 def test_pack_with_a_missing_kitfile_fails_without_retrying(prefect_harness: None, kitops_home: Path,
                                                             tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
@@ -480,6 +482,7 @@ def test_pack_with_a_missing_kitfile_fails_without_retrying(prefect_harness: Non
     assert task_run.run_count == 1  # a KitfileError is not retried (retries=2 is for transient failures)
 
 
+@pytest.mark.integration  # needs the Prefect server
 def test_core_logs_reach_the_right_task_run_redacted(prefect_harness: None) -> None:
     import logging
     import threading
