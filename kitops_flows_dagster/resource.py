@@ -29,7 +29,6 @@ from pydantic import Field
 from kitops_flows.api import KitOpsClient, ModelKitDescriptor, RegistryCredentials, UnpackResult
 from kitops_flows.errors import KitopsError
 from kitops_flows.lineage import StageEvent, promote
-from kitops_flows.store import LocalStore
 
 from .naming import join_reference, repository_for
 
@@ -57,9 +56,11 @@ class KitRegistryResource(ConfigurableResource):
         credentials = None
         if self.username is not None and self.password is not None and self.registry:
             credentials = {self.registry: RegistryCredentials(self.username, self.password)}
-        store = LocalStore(Path(self.kitops_home).expanduser()) if self.kitops_home else LocalStore.default()
-        return KitOpsClient(store=store, plain_http=self.plain_http, tls_verify=self.tls_verify,
-                            credentials=credentials, concurrency=self.concurrency, immutable_tags=self.immutable_tags)
+        return KitOpsClient.from_home(
+            Path(self.kitops_home).expanduser() if self.kitops_home else None, plain_http=self.plain_http,
+            tls_verify=self.tls_verify, credentials=credentials, concurrency=self.concurrency,
+            immutable_tags=self.immutable_tags,
+        )
 
     # -- naming --------------------------------------------------------------------------------------
     def repository_for(self, asset_key_path: Sequence[str]) -> str:

@@ -13,7 +13,7 @@ and run tags ``kitops/reference``, ``kitops/pinned`` and ``kitops/digest`` that 
     def model(context):
         pinned = context.run.tags["kitops/pinned"]        # consume exactly what was pushed
 
-Tags that do not point at a ModelKit (lineage records, signatures) are skipped by the client.
+Bookkeeping tags (referrers fallback `sha256-…`, the stage log) are skipped by `KitOpsClient.list_tags`.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the real annotation of `context`.
@@ -105,14 +105,10 @@ def modelkit_sensor(
     def _sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
         kitops: KitRegistryResource = getattr(context.resources, resource_key)
         repo = repository if repository is not None else kitops.repo_path_for(key.path)  # type: ignore[union-attr]
-        current: dict[str, str] = {}
         try:
-            entries = kitops.get_client().list(repo)
+            current = kitops.get_client().list_tags(repo)  # one HEAD per tag, no config downloads
         except NotFoundError:
             return SkipReason(f"repository {repo} does not exist (yet)")
-        for entry in entries:
-            for tag in entry.tags:
-                current[tag] = entry.digest
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         fresh = new_versions(seen, current, tag_patterns)
         cursor = json.dumps(current, sort_keys=True)  # a deleted then re-pushed tag counts as new again

@@ -267,7 +267,7 @@ def test_registry_chain_s3_dataset_model_finetuned(registry, kitops_home, s3, tm
     host = registry.host
     kit = KitOpsClient(store=LocalStore(kitops_home), plain_http=True)
     bucket = s3.bucket if hasattr(s3, "bucket") else "lineage-data"
-    s3_client = s3.client
+    s3_client = s3.client()
     if not hasattr(s3, "bucket"):
         s3_client.create_bucket(Bucket=bucket)
     for name, body in (("train.csv", b"a,b\n1,2\n"), ("test.csv", b"a,b\n3,4\n")):
@@ -346,8 +346,8 @@ def test_registry_chain_s3_dataset_model_finetuned(registry, kitops_home, s3, tm
     # tampering with the provenance blob in the registry's storage is detected
     (rec,) = [m for m in json.loads(_skopeo_raw(f"{host}/lineage/model:sha256-{model.digest[7:]}"))["manifests"]
               if m["artifactType"] == ARTIFACT_PROVENANCE]
-    layer_digest = json.loads(_skopeo_raw(f"{host}/lineage/model@{rec['digest']}"))["layers"][0]["digest"][7:]
-    blob = Path(registry.root) / "docker/registry/v2/blobs/sha256" / layer_digest[:2] / layer_digest / "data"
+    layer_digest = json.loads(_skopeo_raw(f"{host}/lineage/model@{rec['digest']}"))["layers"][0]["digest"]
+    blob = registry.blob_path(layer_digest)
     blob.write_bytes(blob.read_bytes().replace(b"dagster", b"airflow"))
     victim = KitOpsClient(store=LocalStore(tmp_path / "victim"), plain_http=True)
     with pytest.raises(DigestMismatchError):

@@ -80,6 +80,9 @@ def _user() -> str:
 
 
 def _repo_ref(repo: str) -> Reference:
+    if repo.startswith("localhost/"):
+        # a local store repo_path ("localhost/team/m"); kit's parser would read "localhost" as part of the name
+        return Reference("localhost", repo[len("localhost/"):], "latest")
     ref = parse_reference(repo)
     return Reference(ref.registry, ref.repository, "latest")
 
