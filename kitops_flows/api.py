@@ -542,6 +542,13 @@ class KitOpsClient:
         return download_remote_datasets(kf, dest, self.s3_session, overwrite=overwrite)
 
 
+def source_fingerprints(sources: Mapping[str, object], session: object | None = None) -> dict[str, str]:
+    """Fingerprints of S3 sources' current object versions, for content-based cache keys (see ``s3``)."""
+    from .s3 import source_fingerprints as fingerprints
+
+    return fingerprints(sources, session=session)
+
+
 def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> list[LayerFilter]:
     if filters is None:
         return []
@@ -573,4 +580,5 @@ __all__ = [
     "RunContext",
     "UnpackResult",
     "parse_reference",
+    "source_fingerprints",
 ]

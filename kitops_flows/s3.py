@@ -778,6 +778,21 @@ def _download_verified(client: Any, loc: S3Uri, etag: str, target: Path) -> None
 
 # -- pack_if_changed -----------------------------------------------------------------------------------------
 
+def source_fingerprints(sources: Mapping[str, Any], session: Any = None) -> dict[str, str]:
+    """``{entry: "<uri> <mode> <fingerprint>"}`` of each S3 source's current object versions.
+
+    Uses the same listing a pack reads (HEAD for one object, a listing for a prefix), so a cache
+    key built from it changes exactly when a pack would read different bytes.
+    """
+    client = s3_client(session)
+    out: dict[str, str] = {}
+    for entry, value in sorted(sources.items()):
+        uri = str(getattr(value, "uri", value))
+        mode = str(getattr(value, "mode", "embed"))
+        out[entry] = f"{uri} {mode} {list_input(client, uri, entry=entry, mode=mode).fingerprint()}"
+    return out
+
+
 def inputs_fingerprint(inputs: Sequence[S3Input], kitfile_text: str = "", options: Mapping[str, Any] | None = None) -> str:
     """One digest over every S3 input (entry, URI, mode, object versions), the Kitfile and the pack options."""
     doc = {

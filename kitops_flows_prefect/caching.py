@@ -33,6 +33,7 @@ from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
 import kitops_flows
+from kitops_flows.api import source_fingerprints
 
 from .blocks import KitOpsRegistry
 
@@ -76,20 +77,8 @@ def tree_digest(root: Path) -> str:
 
 
 def s3_sources_digest(sources: Mapping[str, Any], session: Any = None) -> dict[str, str]:
-    """``{entry: fingerprint}`` of each S3 source's current object versions (keys, ETags, VersionIds).
-
-    Uses the core's own listing (``kitops_flows.s3.list_input``: HEAD for one object, a listing
-    for a prefix), so the key sees exactly the object versions a pack would read.
-    """
-    from kitops_flows.s3 import list_input, s3_client
-
-    client = s3_client(session)
-    out: dict[str, str] = {}
-    for entry, value in sorted(sources.items()):
-        uri = str(getattr(value, "uri", value))
-        mode = str(getattr(value, "mode", "embed"))
-        out[entry] = f"{uri} {mode} {list_input(client, uri, entry=entry, mode=mode).fingerprint()}"
-    return out
+    """``{entry: fingerprint}`` of each S3 source's current object versions (keys, ETags, VersionIds)."""
+    return source_fingerprints(sources, session=session)
 
 
 def _registry_identity(registry: Any) -> Any:
