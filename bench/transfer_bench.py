@@ -26,10 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.services import CountingProxy, RegistryServer  # noqa: E402
-
 from kitops_flows.api import KitOpsClient  # noqa: E402
 from kitops_flows.store import LocalStore  # noqa: E402
+from tests.services import CountingProxy, RegistryServer  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
