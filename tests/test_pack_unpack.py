@@ -4,7 +4,6 @@ for every compression kit supports."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -47,12 +47,12 @@ def train(dataset: Path, out_dir: Path, epochs: int = 200, lr: float = 0.05) -> 
     w, b = [0.0] * len(FEATURES), 0.0
     for _ in range(epochs):
         gw, gb = [0.0] * len(FEATURES), 0.0
-        for z, y in zip(zs, ys):
-            p = 1 / (1 + math.exp(-(sum(wi * zi for wi, zi in zip(w, z)) + b)))
+        for z, y in zip(zs, ys, strict=True):
+            p = 1 / (1 + math.exp(-(sum(wi * zi for wi, zi in zip(w, z, strict=True)) + b)))
             for j in range(len(FEATURES)):
                 gw[j] += (p - y) * z[j]
             gb += p - y
-        w = [wi - lr * g / n for wi, g in zip(w, gw)]
+        w = [wi - lr * g / n for wi, g in zip(w, gw, strict=True)]
         b -= lr * gb / n
     out_dir.mkdir(parents=True, exist_ok=True)
     model = {"features": list(FEATURES), "means": means, "stds": stds, "weights": w, "bias": b}
@@ -62,13 +62,13 @@ def train(dataset: Path, out_dir: Path, epochs: int = 200, lr: float = 0.05) -> 
 
 
 def predict(model: dict, row: list[float]) -> float:
-    z = [(v - m) / s for v, m, s in zip(row, model["means"], model["stds"])]
-    return 1 / (1 + math.exp(-(sum(w * x for w, x in zip(model["weights"], z)) + model["bias"])))
+    z = [(v - m) / s for v, m, s in zip(row, model["means"], model["stds"], strict=True)]
+    return 1 / (1 + math.exp(-(sum(w * x for w, x in zip(model["weights"], z, strict=True)) + model["bias"])))
 
 
 def evaluate(model_path: Path, dataset: Path) -> float:
     """Accuracy of the model on a dataset."""
     model = json.loads(model_path.read_text())
     xs, ys = _load(dataset)
-    correct = sum(int((predict(model, x) >= 0.5) == bool(y)) for x, y in zip(xs, ys))
+    correct = sum(int((predict(model, x) >= 0.5) == bool(y)) for x, y in zip(xs, ys, strict=True))
     return correct / len(xs)
