@@ -206,13 +206,34 @@ def write_tar_layer(
             writer.add_dir(m.name, m.mode)
             continue
         try:
-            src = open(m.path, "rb", buffering=0)
+            fd = os.open(m.path, _OPEN_FLAGS)
         except OSError as e:
             raise PackError(f"failed to open {m.name} for packing: {e.strerror}") from None
-        with src:
-            writer.add_file(m.name, m.mode, m.size, src)  # type: ignore[arg-type]
+        try:
+            writer.add_file(m.name, m.mode, m.size, _FdReader(fd))  # type: ignore[arg-type]
+        finally:
+            os.close(fd)
     writer.close()
     return writer.entries
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+class _FdReader:
+    """A bare ``read``/``readinto`` over a file descriptor: with 20,000 small files the cost of
+    building an ``io.FileIO`` per file is a visible share of packing time."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def read(self, n: int = -1) -> bytes:
+        return os.read(self._fd, n if n is not None and n >= 0 else 1 << 20)
+
+    def readinto(self, buf: memoryview) -> int:
+        return os.readv(self._fd, [buf])
 
 
 __all__ = ["LayerMember", "iter_layer_members", "write_tar_layer"]

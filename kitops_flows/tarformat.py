@@ -219,8 +219,8 @@ class GoTarWriter:
         self._check_open()
         header = encode_header(name, mode, size)
         write = self._write
-        if size < BLOCK * 8:
-            # Small files (the common case when there are thousands): one write for everything.
+        if size <= BLOCK * 128:
+            # Small files (up to 64 KiB, the common case when there are thousands): one write for everything.
             data = _read_exact_small(src, size, name)
             chunk = b"".join((header, data, _ZEROS[: -size % BLOCK]))
             write(chunk)
