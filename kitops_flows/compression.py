@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import zstandard
 
-
-class Sink(Protocol):
-    def write(self, data: bytes | bytearray | memoryview) -> int: ...
+from .digests import Sink
 
 
 class GzipWriter:

@@ -4,28 +4,40 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from .errors import DigestMismatchError
 
 CHUNK = 1 << 20
 
 
+class Sink(Protocol):
+    """Anything bytes can be written to (a file, a hashing writer, a compressor, a blob writer)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int: ...
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def file_digest(path: Path) -> tuple[str, int]:
-    """(digest, size) of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    size = 0
+def copy_file(path: Path, sink: Sink) -> int:
+    """Stream a file into ``sink`` in 1 MiB chunks (one reused buffer); return the bytes copied."""
+    copied = 0
     with open(path, "rb") as f:
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         while n := f.readinto(buf):
-            h.update(view[:n])
-            size += n
-    return "sha256:" + h.hexdigest(), size
+            sink.write(view[:n])
+            copied += n
+    return copied
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """(digest, size) of a file, read in 1 MiB chunks."""
+    h = HashingWriter()
+    copy_file(path, h)
+    return h.digest, h.size
 
 
 class HashingWriter:

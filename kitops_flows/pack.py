@@ -18,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 from . import __version__
-from .compression import Sink, compressing_writer
-from .digests import CHUNK, HashingWriter
+from .compression import compressing_writer
+from .digests import HashingWriter, Sink, copy_file
 from .errors import KitopsError, NotFoundError, PackError
 from .ignore import IgnoreRules
 from .kitfile import Kitfile, LayerEntry, LayerInfo, is_modelkit_reference
@@ -200,14 +200,7 @@ def _copy_raw_file(context: Path, entry: LayerEntry, out: Sink) -> str:
         raise PackError(f"path {entry.path} does not exist (in {context})") from None
     if not stat.S_ISREG(st.st_mode):
         raise PackError(f"file {entry.path} is not a regular file: raw layers hold exactly one file")
-    copied = 0
-    with open(path, "rb") as f:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            out.write(view[:n])
-            copied += n
-    if copied != st.st_size:
+    if copy_file(path, out) != st.st_size:
         raise PackError(f"file {entry.path} changed size while it was being packed")
     mtime = datetime.fromtimestamp(st.st_mtime).astimezone().isoformat()
     meta = {

@@ -22,13 +22,15 @@ DEFAULT_REGISTRY = "localhost"
 DEFAULT_REPOSITORY = "_"
 DEFAULT_TAG = "latest"
 
-# Distribution's grammar (as oras-go validates it).
-_REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
-_BARE_DIGEST_RE = re.compile(r"^(?:sha256|sha384|sha512):[a-zA-Z0-9=_-]*$")  # what go-digest would parse
-_HOST_RE = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?$")
+# Distribution's grammar (as oras-go validates it). \Z, not $: $ also matches before a trailing newline.
+# Separator "-+", not distribution's old "[-]*": the empty separator adds no names but makes the nested
+# repetition backtrack exponentially (a 30-character bad name took minutes).
+_REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*\Z")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}\Z")
+_BARE_DIGEST_RE = re.compile(r"^(?:sha256|sha384|sha512):[a-zA-Z0-9=_-]*\Z")  # what go-digest would parse
+_HOST_RE = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?\Z")
 
 
 def is_digest(text: str) -> bool:

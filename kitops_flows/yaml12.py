@@ -257,11 +257,16 @@ def compose(text: str) -> Node | None:
 
     Like yaml.v3's Decoder, only the first document is read.
     """
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as e:  # the reader refuses control characters before parsing starts
+        raise YAMLDecodeError(str(e).replace("\n", " ")) from None
     try:
         if loader.check_node():
             return loader.get_node()  # type: ignore[no-any-return]
         return None
+    except RecursionError:  # the composer recurses once per nesting level
+        raise YAMLDecodeError("document is nested too deeply") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise YAMLDecodeError(
@@ -617,7 +622,7 @@ def _key_less(a: Any, b: Any) -> bool:
     digits = False
     for i in range(min(len(ar), len(br))):
         if ar[i] == br[i]:
-            digits = ar[i].isdigit()
+            digits = ar[i].isdecimal()
             continue
         al, bl = ar[i].isalpha(), br[i].isalpha()
         if al and bl:
@@ -627,18 +632,18 @@ def _key_less(a: Any, b: Any) -> bool:
         an = bn = 0
         if ar[i] == "0" or br[i] == "0":
             j = i - 1
-            while j >= 0 and ar[j].isdigit():
+            while j >= 0 and ar[j].isdecimal():
                 if ar[j] != "0":
                     an = bn = 1
                     break
                 j -= 1
         ai = i
-        while ai < len(ar) and ar[ai].isdigit():
-            an = an * 10 + int(ar[ai])
+        while ai < len(ar) and ar[ai].isdecimal():
+            an = an * 10 + (ord(ar[ai]) - 48)
             ai += 1
         bi = i
-        while bi < len(br) and br[bi].isdigit():
-            bn = bn * 10 + int(br[bi])
+        while bi < len(br) and br[bi].isdecimal():
+            bn = bn * 10 + (ord(br[bi]) - 48)
             bi += 1
         if an != bn:
             return an < bn
