@@ -357,22 +357,31 @@ def mapping_pairs(node: MappingNode) -> list[tuple[Node, Node]]:
     return pairs
 
 
-def construct(node: Node | None, _depth: int = 0) -> Any:
+#: Most nodes one document may decode to once aliases are expanded (yaml.v3 likewise refuses
+#: "excessive aliasing"): a "billion laughs" document is a few lines that expand exponentially.
+MAX_DECODED_NODES = 500_000
+
+
+def construct(node: Node | None, _depth: int = 0, _budget: list[int] | None = None) -> Any:
     """Decode a node into plain Python values the way yaml.v3 decodes into Go's ``any``."""
     if node is None:
         return None
     if _depth > 10000:
         raise YAMLDecodeError("document is nested too deeply", line_of(node))
+    budget = _budget if _budget is not None else [MAX_DECODED_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise YAMLDecodeError("document contains excessive aliasing", line_of(node))
     if isinstance(node, ScalarNode):
         return scalar_value(node)[1]
     if isinstance(node, SequenceNode):
-        return [construct(item, _depth + 1) for item in node.value]
+        return [construct(item, _depth + 1, budget) for item in node.value]
     result: dict[Any, Any] = {}
     for key, value in mapping_pairs(node):
-        k = construct(key, _depth + 1)
+        k = construct(key, _depth + 1, budget)
         if isinstance(k, (list, dict)):
             raise YAMLDecodeError("invalid map key: a mapping key must be a scalar", line_of(key))
-        result[k] = construct(value, _depth + 1)
+        result[k] = construct(value, _depth + 1, budget)
     return result
 
 

@@ -457,3 +457,14 @@ def test_yaml12_dump_quoting_matches_yaml_v3() -> None:
         'base60: "1:20"\ncolon: \'a: b\'\ndash: \'- x\'\nemoji: "\\U0001F600"\nempty: ""\nhash: \'a #b\'\n'
         "lead: ' x'\nnum: \"12\"\nold-bool: \"Y\"\nplain: a b\nquote: it's\ntab: \"a\\tb\"\n"
     )
+
+
+def test_billion_laughs_is_refused_quickly() -> None:
+    """Aliases expanding exponentially are refused (yaml.v3: "excessive aliasing"), not decoded."""
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        levels.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    text = "manifestVersion: 1.0.0\nmodel:\n  parameters:\n" + "".join(f"    {line}\n" for line in levels)
+    with pytest.raises(KitfileError, match="excessive aliasing"):
+        Kitfile.from_yaml(text)
