@@ -566,7 +566,7 @@ class Kitfile:
         """
         try:
             doc = json.loads(data, parse_int=float)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: hostile deep nesting
             raise KitfileError(f"{source} is not valid JSON: {e}") from None
         unknown: list[str] = []
         kitfile = _json_struct(doc, cls, "the Kitfile", source, unknown)

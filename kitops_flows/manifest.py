@@ -109,7 +109,7 @@ class Manifest:
         """Parse and sanity-check manifest bytes. ``what`` names the manifest in errors."""
         try:
             doc = json.loads(data)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: hostile deep nesting
             raise ManifestError(f"{what} is not valid JSON: {e}") from None
         if not isinstance(doc, dict):
             raise ManifestError(f"{what} is not a JSON object")
@@ -161,7 +161,7 @@ def kitfile_from_manifest(manifest: Manifest, config_bytes: bytes, what: str) ->
 def _synthesise_modelpack_kitfile(manifest: Manifest, config_bytes: bytes, what: str) -> Kitfile:
     try:
         diff_ids = json.loads(config_bytes)["modelfs"]["diffIds"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise ManifestError(f"invalid ModelPack config in {what}: no modelfs.diffIds") from None
     if len(diff_ids) != len(manifest.layers):
         raise ManifestError(f"invalid ModelPack config in {what}: number of layers does not match DiffIDs")

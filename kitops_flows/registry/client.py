@@ -536,7 +536,7 @@ class RegistryClient:
                 doc = json.loads(resp.content[: MAX_MANIFEST_SIZE + 1])
                 items = doc.get("manifests") or []
                 found.extend(Descriptor.from_dict(d, f"referrer of {repo}@{digest}") for d in items)
-            except (ValueError, AttributeError, TypeError, KitopsError) as e:
+            except (ValueError, AttributeError, TypeError, RecursionError, KitopsError) as e:
                 raise RegistryError(f"{action}: the referrers response is not an OCI index ({e})") from None
             nxt = resp.links.get("next", {}).get("url")
             url = urljoin(resp.url, nxt) if nxt else ""
@@ -673,7 +673,7 @@ def _media_type(content_type: str, data: bytes) -> str:
         return media
     try:
         declared = json.loads(data).get("mediaType")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         declared = None
     return declared if isinstance(declared, str) and declared else media or OCI_MANIFEST
 
