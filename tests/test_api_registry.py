@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kitops_flows.api import KitOpsClient
-from kitops_flows.errors import TagExistsError
+from kitops_flows.errors import DigestMismatchError, TagExistsError
 from kitops_flows.store import LocalStore
 
 
@@ -103,3 +103,29 @@ def test_cli_push_pull_unpack_and_errors(registry, tmp_path: Path) -> None:  # n
     assert "Traceback" not in bad.stderr
     missing = cli("pull", f"{registry.host}/api/missing:v1", "--plain-http")
     assert missing.returncode == 1 and "not found" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_blob_corrupted_in_the_registry_is_caught_on_pull(registry, tmp_path: Path) -> None:  # noqa: ANN001
+    src = KitOpsClient(store=LocalStore(tmp_path / "a"), plain_http=True)
+    ref = f"{registry.host}/api/rot:v1"
+    packed = src.pack(_context(tmp_path / "ctx", "manifestVersion: 1.0.0\nmodel: {path: m.bin}\n",
+                               {"m.bin": b"m" * 70_000}), reference=ref, record_lineage=False)
+    src.push(ref)
+    layer = packed.layers[0].digest
+    stored = registry.blob_path(layer)
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one flipped bit: only the digest can tell
+    stored.write_bytes(bytes(data))
+
+    dst = KitOpsClient(store=LocalStore(tmp_path / "b"), plain_http=True)
+    with pytest.raises(DigestMismatchError) as err:
+        dst.pull(ref)
+    assert layer in str(err.value)
+    # nothing half-pulled: no tag, no corrupted blob, no temp files, and the store still verifies
+    assert not dst.store.list_entries()
+    assert not dst.store.has_blob(layer)
+    assert not list(dst.store.ingest_dir.iterdir())
+    assert dst.store.verify().ok
+    with pytest.raises(DigestMismatchError):
+        dst.unpack(ref, tmp_path / "out", include_remote=True)
+    assert not (tmp_path / "out").exists()
