@@ -1,0 +1,412 @@
+"""No secret leaks: the registry password (and its basic-auth form), bearer tokens and the S3 secret key never
+show up in logs, exceptions, CLI output, the local store, the registry, Airflow XCom/logs/DB, Prefect
+artifacts/results/logs or Dagster events/storage.
+
+Every test first proves the credentials were really used (an authenticated push that an anonymous client
+could not have made, a registry access log naming the user, non-empty sinks), then scans each sink for every
+needle with :class:`Needles`, which reports *where* a needle was found::
+
+    needles = Needles.for_registry(auth_registry)          # password + base64("ciuser:password")
+    found = needles.scan("caplog", caplog.text) + needles.scan_tree("KITOPS_HOME", home, allowed={creds})
+    assert not found, found                                # e.g. ["password in caplog (offset 120)"]
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from token_issuer import TokenIssuer, token_registry  # noqa: F401 - pytest fixture
+
+from kitops_flows.api import KitOpsClient
+from kitops_flows.errors import AuthenticationError, KitopsError
+from kitops_flows.registry import RegistryClient, RegistryCredentials, login
+from kitops_flows.registry.retry import RetryPolicy
+from kitops_flows.store import LocalStore
+
+SCAN_CHUNK = 1 << 20
+# loggers whose DEBUG output could carry headers, URLs or request parameters
+DEBUG_LOGGERS = ("", "urllib3", "requests", "botocore", "boto3", "s3transfer", "oras", "kitops_flows",
+                 "kitops_flows.registry", "kitops_flows_airflow", "kitops_flows_prefect", "kitops_flows_dagster")
+KITFILE = ("manifestVersion: 1.0.0\npackage:\n  name: secret-test\nmodel:\n  name: tiny\n  path: weights.bin\n"
+           "datasets:\n  - name: train\n    path: data/train.csv\n")
+
+
+# -- the scanner -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Needles:
+    """Named secret values; ``scan*`` return one line per hit: ``"<needle> in <where> (offset N)"``."""
+
+    values: dict[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def for_registry(cls, registry: Any) -> Needles:
+        needles = cls()
+        needles.add("password", registry.password)
+        needles.add("basic-auth", base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode())
+        return needles
+
+    def add(self, name: str, value: str) -> None:
+        assert len(value) >= 8, f"needle {name} is too short to be a meaningful secret"
+        self.values[name] = value.encode()
+
+    def scan(self, where: str, data: object) -> list[str]:
+        """Hits in a str/bytes, or in the JSON (else repr) of anything else."""
+        if isinstance(data, str):
+            raw = data.encode("utf-8", "surrogateescape")
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            raw = bytes(data)
+        else:
+            try:
+                raw = json.dumps(data, default=repr).encode()
+            except (TypeError, ValueError):
+                raw = repr(data).encode()
+        return [f"{name} in {where} (offset {raw.find(value)})" for name, value in self.values.items() if value in raw]
+
+    def scan_file(self, where: str, path: Path) -> list[str]:
+        """Hits in a file, read in chunks that overlap by the longest needle (a hit never splits)."""
+        overlap = max(map(len, self.values.values())) - 1
+        hits: set[str] = set()
+        with open(path, "rb") as f:
+            tail = b""
+            while block := f.read(SCAN_CHUNK):
+                window = tail + block
+                hits.update(name for name, value in self.values.items() if value in window)
+                tail = window[-overlap:]
+        return [f"{name} in {where}" for name in sorted(hits)]
+
+    def scan_tree(self, where: str, root: Path, *, allowed: Iterable[Path] = ()) -> list[str]:
+        """Hits in every regular file under ``root`` except ``allowed`` ones (checked separately)."""
+        skip = {Path(p).resolve() for p in allowed}
+        hits: list[str] = []
+        for path in sorted(_files(root)):
+            if path.resolve() not in skip:
+                hits += self.scan_file(f"{where}/{path.relative_to(root)}", path)
+        return hits
+
+    def scan_exception(self, where: str, exc: BaseException) -> list[str]:
+        """str, repr, the formatted traceback (causes, contexts, notes) and args/attributes of every link."""
+        hits = self.scan(f"{where}: str", str(exc)) + self.scan(f"{where}: repr", repr(exc))
+        hits += self.scan(f"{where}: traceback", "".join(traceback.format_exception(exc)))
+        for i, link in enumerate(_exception_chain(exc)):
+            hits += self.scan(f"{where}: chain[{i}] {type(link).__name__}.args", repr(link.args))
+            hits += self.scan(f"{where}: chain[{i}] {type(link).__name__} attributes", repr(vars(link)))
+            hits += self.scan(f"{where}: chain[{i}] __notes__", repr(getattr(link, "__notes__", [])))
+        return hits
+
+
+def _files(root: Path) -> Iterator[Path]:
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(dirpath) / name
+            if path.is_file() and not path.is_symlink():
+                yield path
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, BaseException) and not any(e is s for s in seen):
+            seen.append(e)
+            todo += [e.__cause__, e.__context__, getattr(e, "error", None), *e.args]
+    return seen
+
+
+def debug_logging(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
+    """Every logger at DEBUG, propagating to caplog (the CLI may have switched propagation off in-process)."""
+    caplog.set_level(logging.DEBUG)
+    for name in DEBUG_LOGGERS:
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "level", logging.DEBUG)
+        monkeypatch.setattr(logger, "propagate", True)
+        monkeypatch.setattr(logger, "disabled", False)
+    return caplog
+
+
+def scan_logs(needles: Needles, caplog: pytest.LogCaptureFixture) -> list[str]:
+    hits = needles.scan("caplog text", caplog.text)
+    for record in caplog.records:
+        hits += needles.scan(f"log record {record.name}", f"{record.getMessage()} {record.args!r} {record.exc_text}")
+    return hits
+
+
+def make_context(root: Path, weights: str = "weights") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "weights.bin").write_text(weights)
+    (root / "data").mkdir(exist_ok=True)
+    (root / "data" / "train.csv").write_text("a,b\n1,2\n")
+    (root / "Kitfile").write_text(KITFILE)
+    return root
+
+
+def authenticated_writes(registry: Any, since: int) -> list[str]:
+    """Manifest PUTs accepted after log offset ``since`` by a registry that answered 401 first (it wants auth)."""
+    log = registry.access_log(since)
+    assert any(e.status == 401 for e in log), "the registry never asked for credentials"
+    return [e.path for e in log if e.method == "PUT" and "/manifests/" in e.path and e.status == 201]
+
+
+def expect_anonymous_refused(reference: str, home: Path) -> None:
+    """An empty home and no KITOPS_REGISTRY_* env: the registry must refuse (so the flow did authenticate)."""
+    assert "KITOPS_REGISTRY_PASSWORD" not in os.environ
+    with pytest.raises(AuthenticationError):
+        KitOpsClient(store=LocalStore(home), plain_http=True).resolve(reference)
+
+
+# -- core: API, store, registry, S3 ----------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_login_pack_push_pull_leave_the_secret_only_in_credentials_json(
+        auth_registry: Any, s3: Any, kitops_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    import boto3
+
+    needles = Needles.for_registry(auth_registry)
+    s3_secret = "kfs3-" + secrets.token_urlsafe(24)  # moto accepts any key: a random one is a needle too
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_secret)
+    needles.add("s3-secret-key", s3_secret)
+    assert boto3.session.Session().get_credentials().secret_key == s3_secret  # what kitops_flows.s3 will sign with
+    debug_logging(caplog, monkeypatch)
+    boto3.client("s3").create_bucket(Bucket="secret-data")
+    boto3.client("s3").put_object(Bucket="secret-data", Key="train.csv", Body=b"x,y\n3,4\n")
+    host, ref = auth_registry.host, f"{auth_registry.host}/secrets/api:v1"
+    since = auth_registry.log_offset()
+
+    # login writes credentials.json; pack streams the dataset from S3; push resolves credentials from the file
+    creds_file = login(host, auth_registry.username, auth_registry.password, kitops_home=kitops_home, plain_http=True)
+    kit = KitOpsClient.from_home(kitops_home, plain_http=True)
+    desc = kit.pack(make_context(tmp_path / "ctx"), reference=ref, sources={"train": "s3://secret-data/train.csv"},
+                    push=True)
+    # pull into a second home with the credentials from KITOPS_REGISTRY_USERNAME/PASSWORD, and unpack
+    pull_home = tmp_path / "pull-home"
+    monkeypatch.setenv("KITOPS_REGISTRY_USERNAME", auth_registry.username)
+    monkeypatch.setenv("KITOPS_REGISTRY_PASSWORD", auth_registry.password)
+    puller = KitOpsClient.from_home(pull_home, plain_http=True)
+    pulled = puller.pull(desc.pinned)
+    puller.unpack(desc.pinned, tmp_path / "unpacked")
+    monkeypatch.delenv("KITOPS_REGISTRY_PASSWORD")
+
+    # the credentials were used: the user pushed, an anonymous client is refused, the bytes came back
+    assert pulled.digest == desc.digest
+    assert (tmp_path / "unpacked" / "data" / "train.csv").read_bytes() == b"x,y\n3,4\n"
+    assert authenticated_writes(auth_registry, since), auth_registry.access_log(since)
+    expect_anonymous_refused(desc.pinned, tmp_path / "anon-home")
+    assert any(r.name.startswith("urllib3") for r in caplog.records)  # DEBUG capture really is on
+    assert any(r.name.startswith("botocore") for r in caplog.records)
+
+    # credentials.json holds the basic-auth form (that is its job), owner-only; nothing else has any needle
+    assert creds_file.parent == kitops_home and needles.scan_file("credentials.json", creds_file) == [
+        "basic-auth in credentials.json"]
+    assert creds_file.stat().st_mode & 0o077 == 0
+    store_files = list(_files(kitops_home / "storage")) + list(_files(pull_home))
+    assert len(store_files) > 10  # manifests, configs, layers, referrers, provenance, indexes
+    out, err = capfd.readouterr()
+    found = (scan_logs(needles, caplog) + needles.scan("stdout", out) + needles.scan("stderr", err)
+             + needles.scan_tree("KITOPS_HOME", kitops_home, allowed=[creds_file])
+             + needles.scan_tree("pull KITOPS_HOME", pull_home)
+             + needles.scan_tree("unpacked", tmp_path / "unpacked")
+             + needles.scan_tree("registry work dir", auth_registry.work_dir)
+             + needles.scan("descriptors", [desc.to_dict(), pulled.to_dict()])
+             + needles.scan("clients", repr(kit) + repr(kit.registry_client(host)) + repr(puller)))
+    assert not found, found
+
+
+def test_the_scanner_finds_needles_in_every_form(tmp_path: Path) -> None:
+    needles = Needles()
+    needles.add("pw", "kfp-needle-123")
+    assert needles.scan("text", "x kfp-needle-123 y") == ["pw in text (offset 2)"]
+    assert [hit.split(" (")[0] for hit in needles.scan("obj", {"k": [b"kfp-needle-123"]})] == ["pw in obj"]
+    assert needles.scan("clean", "kfp-needle-12") == []
+    big = tmp_path / "d" / "big.bin"
+    big.parent.mkdir()
+    big.write_bytes(b"0" * (SCAN_CHUNK - 5) + b"kfp-needle-123" + b"0" * 10)  # straddles a chunk boundary
+    assert needles.scan_tree("tree", tmp_path) == ["pw in tree/d/big.bin"]
+    assert needles.scan_tree("tree", tmp_path, allowed=[big]) == []
+    try:
+        try:
+            raise ValueError("inner", {"token": "kfp-needle-123"})
+        except ValueError as inner:
+            outer = KitopsError("outer")
+            outer.add_note("hint kfp-needle-123")
+            raise outer from inner
+    except KitopsError as exc:
+        hits = needles.scan_exception("exc", exc)
+    assert "pw in exc: traceback (offset" in " ".join(hits)
+    assert any("ValueError.args" in h for h in hits) and any("__notes__" in h for h in hits)
+
+
+# -- the command line at -vv, failures included -----------------------------------------------------------------
+
+
+def run_cli(home: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    cli = Path(sys.executable).with_name("kitops-flows")
+    return subprocess.run([str(cli), "-vv", "--config", str(home), *args], input=stdin, capture_output=True,
+                          text=True, timeout=120, check=False, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.integration
+def test_cli_at_debug_prints_no_secret_on_success_or_failure(auth_registry: Any, kitops_home: Path,
+                                                            proxy_factory: Any, tmp_path: Path) -> None:
+    needles = Needles.for_registry(auth_registry)
+    host, user, pw = auth_registry.host, auth_registry.username, auth_registry.password
+    ref = f"{host}/secrets/cli:v1"
+    since = auth_registry.log_offset()
+    down = proxy_factory(host)
+    down_host = down.host  # an address where the registry is "down"
+    down.stop()
+    runs = {
+        "login wrong password": run_cli(kitops_home, "login", host, "-u", user, "--password-stdin", "--plain-http",
+                                        stdin="wrong-" + pw + "\n"),
+        "login": run_cli(kitops_home, "login", host, "-u", user, "--password-stdin", "--plain-http", stdin=pw + "\n"),
+        "pack": run_cli(kitops_home, "pack", str(make_context(tmp_path / "ctx")), "-t", ref),
+        "push": run_cli(kitops_home, "push", ref, "--plain-http"),
+        "push to a registry that is down": run_cli(kitops_home, "push", ref, f"{down_host}/secrets/cli:v1",
+                                                   "--plain-http"),
+        "pull (env credentials)": run_cli(tmp_path / "pull-home", "pull", ref, "--plain-http",
+                                          env={"KITOPS_REGISTRY_USERNAME": user, "KITOPS_REGISTRY_PASSWORD": pw}),
+        "pull (wrong env credentials)": run_cli(tmp_path / "wrong-home", "pull", ref, "--plain-http", env={
+            "KITOPS_REGISTRY_USERNAME": user, "KITOPS_REGISTRY_PASSWORD": pw + "-wrong"}),
+    }
+    codes = {name: done.returncode for name, done in runs.items()}
+    assert codes == {"login wrong password": 1, "login": 0, "pack": 0, "push": 0,
+                     "push to a registry that is down": 1, "pull (env credentials)": 0,
+                     "pull (wrong env credentials)": 1}, {n: d.stderr[-500:] for n, d in runs.items()}
+    assert "Log in successful" in runs["login"].stderr
+    assert authenticated_writes(auth_registry, since)
+    assert KitOpsClient.from_home(tmp_path / "pull-home").describe(ref).digest == KitOpsClient.from_home(
+        kitops_home).describe(ref).digest
+    # the failures explain themselves (so the output we scan is the real error path)
+    assert "refused" in runs["login wrong password"].stderr and "connection refused" in runs[
+        "push to a registry that is down"].stderr
+    found = [hit for name, done in runs.items()
+             for hit in needles.scan(f"`{name}` stdout", done.stdout) + needles.scan(f"`{name}` stderr", done.stderr)]
+    found += needles.scan_tree("KITOPS_HOME", kitops_home, allowed=[kitops_home / "credentials.json"])
+    found += needles.scan_tree("pull KITOPS_HOME", tmp_path / "pull-home")
+    assert not found, found
+    assert not (tmp_path / "wrong-home" / "credentials.json").exists()
+
+
+# -- exceptions and logs on failure paths -----------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_failures_carry_no_secret_in_exceptions_or_logs(auth_registry: Any, kitops_home: Path, proxy_factory: Any,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture,
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    needles = Needles.for_registry(auth_registry)
+    debug_logging(caplog, monkeypatch)
+    host, user, pw = auth_registry.host, auth_registry.username, auth_registry.password
+    good = RegistryCredentials(user, pw)
+    ctx = make_context(tmp_path / "ctx")
+    errors: dict[str, BaseException] = {}
+
+    def client(registry: str, creds: RegistryCredentials, **options: Any) -> KitOpsClient:
+        return KitOpsClient(store=LocalStore(kitops_home), plain_http=True, credentials={registry: creds}, **options)
+
+    def expect(name: str, kind: type[BaseException], fn: Any) -> None:
+        with pytest.raises(kind) as info:
+            fn()
+        errors[name] = info.value
+
+    local = client(host, good).pack(ctx, reference=f"{host}/secrets/fail:v1")
+    proxy = proxy_factory(host)
+    via_proxy = f"{proxy.host}/secrets/fail:v1"
+    expect("login with a wrong password", AuthenticationError,
+           lambda: login(host, user, "wrong-" + pw, kitops_home=tmp_path / "no-login", plain_http=True))
+    expect("push with a wrong password", AuthenticationError,
+           lambda: client(host, RegistryCredentials(user, pw[::-1])).push(local.reference))
+    # the password is right but the registry answers 401 to the manifest PUT (a revoked token, say)
+    proxy.fail_next(1, status=401, path_contains="/manifests/", method="PUT")
+    expect("401 on push", AuthenticationError, lambda: client(proxy.host, good).push(local.reference, via_proxy))
+
+    def exploding_progress(label: str, done: int, total: int | None) -> None:
+        if done:
+            raise RuntimeError(f"disk full while reporting {label}")
+
+    tmp_repo = f"{proxy.host}/secrets/explode:v1"
+    expect("exception raised mid-push", RuntimeError,
+           lambda: client(proxy.host, good, progress=exploding_progress).push(local.reference, tmp_repo))
+    # a connection dropped mid-upload is retried (a WARNING with the reason), then the push succeeds
+    proxy.drop_next(1, path_contains="/blobs/uploads/", method="PUT")
+    pushed = client(proxy.host, good).push(local.reference, f"{proxy.host}/secrets/retried:v1")
+    assert any("retrying" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    proxy_host = proxy.host
+    proxy.stop()
+    expect("registry down", KitopsError, lambda: client(proxy_host, good).push(local.reference, via_proxy))
+    expect("pull with a wrong password", AuthenticationError,
+           lambda: client(host, RegistryCredentials(user, "x" + pw)).pull(f"{host}/secrets/fail:v1"))
+
+    # the failures are the ones intended, and the requests carried the credentials
+    assert "connection refused" in str(errors["registry down"])
+    assert "refused push" in str(errors["401 on push"]) and "injected by CountingProxy" in str(errors["401 on push"])
+    assert "disk full" in str(errors["exception raised mid-push"])
+    assert client(host, good).resolve(pushed.pinned.replace(proxy_host, host)).digest == local.digest
+    expect_anonymous_refused(pushed.pinned.replace(proxy_host, host), tmp_path / "anon")
+    out, err = capfd.readouterr()
+    found = [hit for name, exc in errors.items() for hit in needles.scan_exception(name, exc)]
+    found += scan_logs(needles, caplog) + needles.scan("stdout", out) + needles.scan("stderr", err)
+    assert not found, found
+
+
+@pytest.mark.integration
+def test_bearer_tokens_and_token_service_password_never_leak(token_registry: Any, kitops_home: Path,  # noqa: F811
+                                                             tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture,
+                                                             capfd: pytest.CaptureFixture[str]) -> None:
+    needles = Needles.for_registry(token_registry)
+    issued: list[str] = []
+    original_reply = TokenIssuer._reply
+
+    def recording_reply(h: Any, status: int, body: bytes) -> None:  # every token the issuer hands out
+        if status == 200:
+            issued.append(json.loads(body)["token"])
+        original_reply(h, status, body)
+
+    monkeypatch.setattr(TokenIssuer, "_reply", staticmethod(recording_reply))
+    debug_logging(caplog, monkeypatch)
+    host = token_registry.host
+    good = RegistryCredentials(token_registry.username, token_registry.password)
+    kit = KitOpsClient(store=LocalStore(kitops_home), plain_http=True, credentials={host: good})
+    desc = kit.pack(make_context(tmp_path / "ctx"), reference=f"{host}/secrets/bearer:v1", push=True)
+    pulled = KitOpsClient(store=LocalStore(tmp_path / "pull-home"), plain_http=True,
+                          credentials={host: good}).pull(desc.pinned)
+    errors: dict[str, BaseException] = {}
+    wrong = KitOpsClient(store=LocalStore(kitops_home), plain_http=True,
+                         credentials={host: RegistryCredentials(token_registry.username, "not-" + good.password)})
+    with pytest.raises(AuthenticationError) as info:
+        wrong.push(desc.reference, f"{host}/secrets/bearer:v2")
+    errors["token service refuses a wrong password"] = info.value
+    with RegistryClient(host, credentials=good, plain_http=True, retry=RetryPolicy(max_attempts=1)) as rc:
+        with pytest.raises(KitopsError) as info:  # a token is sent, then the manifest is missing
+            rc.get_manifest("secrets/bearer", "no-such-tag")
+        errors["missing manifest with a bearer token"] = info.value
+
+    assert pulled.digest == desc.digest and len(issued) >= 2, issued
+    assert {user for user, _ in token_registry.issuer.requests} >= {token_registry.username}
+    for i, token in enumerate(issued):
+        needles.add(f"bearer token #{i}", token)
+    out, err = capfd.readouterr()
+    found = [hit for name, exc in errors.items() for hit in needles.scan_exception(name, exc)]
+    found += scan_logs(needles, caplog) + needles.scan("stdout", out) + needles.scan("stderr", err)
+    found += needles.scan_tree("KITOPS_HOME", kitops_home) + needles.scan_tree("pull KITOPS_HOME", tmp_path / "pull-home")
+    found += needles.scan_tree("registry work dir", token_registry.data_dir.parent)  # data, config, log
+    found += needles.scan("clients", repr(kit) + repr(kit.registry_client(host)) + repr(kit.registry_client(host).auth))
+    assert not found, found
