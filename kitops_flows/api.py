@@ -33,7 +33,7 @@ from .pack import LayerSource, PackOptions, load_kitfile
 from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
 from .reference import Reference, parse_reference
-from .registry import RegistryClient, RegistryCredentials, resolve_credentials
+from .registry import RegistryClient, RegistryCredentials, RetryPolicy, resolve_credentials
 from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
 
@@ -76,6 +76,7 @@ class KitOpsClient:
     ``credentials`` is one RegistryCredentials for every registry, or a mapping of registry host to
     credentials; registries not covered fall back to env vars, kit's credentials.json and the
     docker config. ``immutable_tags`` refuses to move an existing remote tag to another digest.
+    ``retry`` tunes how transient registry failures (429/5xx, resets) are retried.
     """
 
     store: LocalStore = field(default_factory=LocalStore.default)
@@ -86,6 +87,7 @@ class KitOpsClient:
     immutable_tags: bool = False
     progress: ProgressCallback | None = None
     s3_session: object | None = None  # a boto3.Session; None = boto3's default credential chain
+    retry: RetryPolicy | None = None  # registry retries/backoff; None = RetryPolicy()'s defaults
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -104,7 +106,7 @@ class KitOpsClient:
             creds = self._credentials_for(registry)
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
-                concurrency=self.concurrency,
+                concurrency=self.concurrency, retry=self.retry,
             )
         return self._clients[registry]
 
