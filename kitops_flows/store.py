@@ -29,9 +29,12 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +46,12 @@ from .errors import DigestMismatchError, NotFoundError, StoreError
 from .mediatypes import OCI_MANIFEST
 from .reference import DEFAULT_REGISTRY, DEFAULT_REPOSITORY, Reference, is_digest
 
+LOG = logging.getLogger("kitops_flows")
 _REPO_INDEX_RE = re.compile(r"^([-A-Za-z0-9_]*={0,3})-index\.json$")
 MAX_MANIFEST_SIZE = 4 << 20
+#: Seconds without a write after which gc treats an ingest file as a dead run's leftover (live writers
+#: write every few seconds; a killed pull's partial download stays resumable until then).
+STALE_INGEST_AGE = 3600.0
 
 
 def default_kitops_home() -> Path:
@@ -473,10 +480,48 @@ class LocalStore:
             roots.add(digest)
             write_atomic(self.storage / "kitops-flows-roots.json", json.dumps(sorted(roots)).encode())
 
-    def gc(self) -> int:
-        """Delete blobs no manifest references and stale ingest files. Returns the number of blobs removed."""
+    def gc(self, stale_after: float = STALE_INGEST_AGE) -> int:
+        """Delete blobs no manifest references, and ingest files untouched for ``stale_after`` seconds that no
+        download holds (what killed packs and pulls left). Returns the number of blobs removed."""
         with self.lock():
-            return self._gc_locked()
+            removed = self._gc_locked()
+            swept = self._sweep_ingest(stale_after)
+        if swept:
+            LOG.info("Removed %d stale file(s) of interrupted packs/pulls from %s", swept, self.ingest_dir)
+        return removed
+
+    def _sweep_ingest(self, stale_after: float) -> int:
+        """Unlink stale ingest files; a partial download whose ``<hex>.lock`` is flocked (being resumed) is kept."""
+        if not self.ingest_dir.is_dir():
+            return 0
+        cutoff = time.time() - stale_after
+        names = sorted(os.listdir(self.ingest_dir), key=lambda n: n.endswith(".lock"))  # data files first
+        swept = 0
+        for name in names:
+            path = self.ingest_dir / name
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_mtime > cutoff:
+                continue
+            is_lock = name.endswith(".lock")
+            if is_lock and (self.ingest_dir / name[: -len(".lock")]).exists():
+                continue  # its download is still here (fresh or held): the lock goes with it
+            lock_path = path if is_lock else path.with_name(name + ".lock")
+            had_lock = not is_lock and lock_path.exists()
+            try:
+                with open(lock_path, "a+b") as lock:
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a download of this blob is running right now
+                    path.unlink(missing_ok=True)
+                    lock_path.unlink(missing_ok=True)  # api._fetch_blob's protocol: unlink while holding it
+                swept += 1 + had_lock
+            except OSError as e:
+                LOG.warning("gc: could not remove %s: %s", path, e.strerror)
+        return swept
 
     def _gc_locked(self) -> int:
         keep, problems = self._referenced_blobs()
@@ -536,7 +581,8 @@ class LocalStore:
                         report.problems.append(f"{repo}@{d.digest}: blob {b.digest} has the wrong size")
         leftovers = os.listdir(self.ingest_dir) if self.ingest_dir.is_dir() else []
         if leftovers:
-            report.notes.append(f"{len(leftovers)} unfinished download(s) in {self.ingest_dir} (resumable; harmless)")
+            report.notes.append(f"{len(leftovers)} unfinished download(s) in {self.ingest_dir} (resumable; "
+                                f"`gc` removes them once untouched for {STALE_INGEST_AGE / 3600:g}h)")
         keep, _ = self._referenced_blobs()
         orphans = [n for n in os.listdir(self.blobs) if "sha256:" + n not in keep] if self.blobs.is_dir() else []
         if orphans:
