@@ -4,15 +4,23 @@ Layers are untrusted input: each is extracted by ``extract.py`` (no absolute or 
 links or devices) into a staging directory beside ``dest``, its digest (and diffId when
 compressed) is checked before anything reaches ``dest``, and only then are the files moved
 into place. A failure at any point leaves ``dest`` exactly as it was.
+
+A staging dir is named ``.<dest name>.unpack-<host>-<pid>-<random>``; a process killed mid-unpack
+leaves one behind, and the next unpack into the same ``dest`` on that host removes it once its
+process is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,9 +86,11 @@ def unpack_layers(
         raise UnpackError(f"invalid existing-file policy {existing!r}: use one of {', '.join(EXISTING_POLICIES)}")
     planned = select_layers(kitfile, manifest, filters, what)
     dest = Path(dest).expanduser().absolute()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))
+    staging: Path | None = None
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_dead_staging(dest)
+        staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(dest)}{os.getpid()}-", dir=dest.parent))
         for p in planned:
             _extract_one(store, p, staging, what)
         kitfile_written = False
@@ -93,11 +103,45 @@ def unpack_layers(
             if not dest.is_dir():
                 raise UnpackError(f"unpack destination {dest} exists and is not a directory")
             merge_tree(staging, dest, existing=existing)
+    except OSError as e:  # disk full, read-only, permissions: name the place, not just the errno
+        code = errno.errorcode.get(e.errno or 0, "")
+        hint = "; free some space or unpack elsewhere" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise UnpackError(
+            f"cannot unpack {what} into {dest}: {e.strerror or e}{f' ({code})' if code else ''}"
+            f"{f' at {e.filename}' if e.filename else ''}; {dest} was left as it was{hint}"
+        ) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     for p in planned:
         LOG.info("Unpacked %s layer %s to %s", p.entry.kind, p.layer.digest, dest / clean_path(p.entry.path))
     return UnpackResult(dest, tuple(planned), kitfile_written)
+
+
+def _staging_prefix(dest: Path) -> str:
+    """``.<dest name>.unpack-<host id>-``: the host id keeps a shared filesystem's other hosts' dirs apart."""
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    return f".{dest.name}.unpack-{host}-"
+
+
+def _sweep_dead_staging(dest: Path) -> None:
+    """Remove staging dirs beside ``dest`` that unpacks on this host left when they were killed."""
+    owner = re.compile(re.escape(_staging_prefix(dest)) + r"(\d+)-")
+    for name in os.listdir(dest.parent):
+        m = owner.match(name)
+        if m and not _process_alive(int(m.group(1))):
+            LOG.info("Removing %s, left by an interrupted unpack (process %s)", dest.parent / name, m.group(1))
+            shutil.rmtree(dest.parent / name, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def _extract_one(store: LocalStore, p: PlannedLayer, staging: Path, what: str) -> None:
