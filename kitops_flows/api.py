@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,12 +34,13 @@ from .pack import LayerSource, PackOptions, load_kitfile
 from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
 from .reference import Reference, parse_reference
-from .registry import RegistryClient, RegistryCredentials, RetryPolicy, resolve_credentials
+from .registry import RegistryClient, RegistryCredentials, RegistryHTTPError, RetryPolicy, resolve_credentials
 from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
 
 LOG = logging.getLogger("kitops_flows")
 MAX_MODEL_REF_CHAIN = 10  # kit's MaxModelRefChain
+MANIFEST_BLOB_RETRIES = 3  # manifest PUTs answered "blob unknown" right after the blobs were pushed
 
 
 @dataclass(frozen=True)
@@ -311,14 +313,34 @@ class KitOpsClient:
         blobs = list({b.digest: b for b in loaded.manifest.blobs()}.values())
         mount_from = self._known_remote_copy(dst, digest)
         self._parallel(lambda b: self._push_blob(client, repo, b, mount_from), blobs)
-        client.put_manifest(repo, digest, loaded.manifest_bytes, OCI_MANIFEST)
-        for tag in tags:
-            client.put_manifest(repo, tag, loaded.manifest_bytes, OCI_MANIFEST)
+        for reference in [digest, *tags]:
+            self._put_manifest(client, repo, reference, loaded.manifest_bytes, blobs, mount_from)
         LOG.info("Pushed %s@%s%s", dst.repo_path, digest, f" as {', '.join(tags)}" if tags else "")
         from .lineage import push_records
 
         push_records(self, loaded.manifest_desc, dst)
         return describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
+
+    def _put_manifest(self, client: RegistryClient, repo: str, reference: str, data: bytes,
+                      blobs: Sequence[Descriptor], mount_from: str | None) -> None:
+        """PUT the manifest; on "blob unknown" check (and push) the blobs again and retry, a few times.
+
+        A registry can deny a blob it has while another client commits the same blob to the same
+        repository: distribution 2.8's filesystem driver rewrites the repository's blob link in place,
+        so for a moment it reads empty (distribution/distribution#4478, fixed in v3). Eight pipelines
+        pushing ModelKits that share a layer hit this in most runs.
+        """
+        for attempt in range(MANIFEST_BLOB_RETRIES + 1):
+            try:
+                client.put_manifest(repo, reference, data, OCI_MANIFEST)
+                return
+            except RegistryHTTPError as e:
+                if attempt == MANIFEST_BLOB_RETRIES or not {"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"} & set(e.codes):
+                    raise
+                LOG.info("Registry reported a blob of %s:%s unknown (%s); checking blobs and retrying", repo,
+                         reference, e)
+            time.sleep(0.1 * 2**attempt)
+            self._parallel(lambda b: self._push_blob(client, repo, b, mount_from), blobs)
 
     def _known_remote_copy(self, dst: Reference, digest: str) -> str | None:
         """Another repository of the destination registry known (from the local store) to hold this ModelKit.
