@@ -13,6 +13,7 @@ build one per task from their own connection/block/resource config.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -22,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
+from .errors import KitopsError, NotFoundError, RegistryError, StoreError, TagExistsError
 from .filters import LayerFilter, parse_filters
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
@@ -402,6 +403,16 @@ class KitOpsClient:
                 client.fetch_blob(repo, blob.digest, blob.size, ingest, progress=reporter)
                 reporter.finish()
                 self.store.commit_file(ingest, blob.digest, blob.size, verified=True)
+            except OSError as e:  # disk full, quota, read-only store: say where, and give the space back
+                full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+                if full:
+                    ingest.unlink(missing_ok=True)  # a partial download that cannot grow only holds space
+                code = errno.errorcode.get(e.errno or 0, "")
+                raise StoreError(
+                    f"cannot write blob {blob.digest} ({blob.size} bytes) into the local store {self.store.storage}: "
+                    f"{e.strerror or e}{f' ({code})' if code else ''}"
+                    + ("; free some space there or point KITOPS_HOME at a larger disk" if full else "")
+                ) from None
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
                 with contextlib.suppress(FileNotFoundError):
