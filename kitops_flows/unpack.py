@@ -108,7 +108,7 @@ def unpack_layers(
         hint = "; free some space or unpack elsewhere" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         raise UnpackError(
             f"cannot unpack {what} into {dest}: {e.strerror or e}{f' ({code})' if code else ''}"
-            f"{f' at {e.filename}' if e.filename else ''}; {dest} was left as it was{hint}"
+            f"{f' at {e.filename}' if e.filename else ''}; the destination was left as it was{hint}"
         ) from None
     finally:
         if staging is not None:
