@@ -410,3 +410,177 @@ def test_bearer_tokens_and_token_service_password_never_leak(token_registry: Any
     found += needles.scan_tree("registry work dir", token_registry.data_dir.parent)  # data, config, log
     found += needles.scan("clients", repr(kit) + repr(kit.registry_client(host)) + repr(kit.registry_client(host).auth))
     assert not found, found
+
+
+# -- orchestrators ------------------------------------------------------------------------------------------------
+
+
+def _register_airflow_dag(dag: Any) -> None:
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+
+
+@pytest.mark.integration
+@pytest.mark.airflow
+def test_airflow_dag_keeps_the_connection_password_out_of_xcom_logs_and_db(
+        airflow_db: Path, auth_registry: Any, kitops_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("airflow.sdk")
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.xcom import XComModel
+    from airflow.sdk import DAG
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from kitops_flows_airflow import KitPackOperator, KitPullOperator
+
+    needles = Needles.for_registry(auth_registry)
+    debug_logging(caplog, monkeypatch)
+    host = auth_registry.host
+    monkeypatch.setenv("AIRFLOW_CONN_KITOPS_SECRETS", json.dumps({
+        "conn_type": "kitops", "host": f"http://{host}", "login": auth_registry.username,
+        "password": auth_registry.password, "extra": {"kitops_home": str(kitops_home), "repository": "secrets/airflow"}}))
+    since = auth_registry.log_offset()
+    with DAG("kitops_secrets_scan", schedule=None) as dag:
+        pack = KitPackOperator(task_id="pack", kitops_conn_id="kitops_secrets", context_dir=str(make_context(
+            tmp_path / "ctx", weights="airflow")), reference=":v1", push=True)
+        pack >> KitPullOperator(task_id="pull", kitops_conn_id="kitops_secrets", kitops_home=str(tmp_path / "pull-home"),
+                                reference="{{ ti.xcom_pull(task_ids='pack')['pinned'] }}")
+    _register_airflow_dag(dag)
+    dr = dag.test()
+
+    states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+    assert dr.state == "success", states
+    with create_session() as session:
+        xcoms = session.execute(select(XComModel.task_id, XComModel.key, XComModel.value).where(
+            XComModel.dag_id == dag.dag_id, XComModel.run_id == dr.run_id)).all()
+        rendered = session.execute(select(RenderedTaskInstanceFields.task_id, RenderedTaskInstanceFields.rendered_fields)
+                                   .where(RenderedTaskInstanceFields.dag_id == dag.dag_id,
+                                          RenderedTaskInstanceFields.run_id == dr.run_id)).all()
+    by_task = {task: value for task, key, value in xcoms if key == "return_value"}
+    pushed = json.loads(by_task["pack"]) if isinstance(by_task["pack"], str) else by_task["pack"]
+    assert pushed["pinned"].startswith(f"{host}/secrets/airflow@sha256:")
+    assert authenticated_writes(auth_registry, since)
+    expect_anonymous_refused(pushed["pinned"], tmp_path / "anon")
+    assert {task: fields["reference"] for task, fields in rendered}["pull"] == pushed["pinned"]  # rendered template
+    out, err = capfd.readouterr()
+    assert "secrets/airflow" in caplog.text + out + err  # the task logs were captured
+
+    found = needles.scan("XCom", [list(row) for row in xcoms]) + needles.scan("rendered fields", [list(r) for r in rendered])
+    found += scan_logs(needles, caplog) + needles.scan("stdout", out) + needles.scan("stderr", err)
+    # everything Airflow keeps on disk: its database (every table, XCom, TI, assets, logs), config and task logs
+    digest = Needles({"digest": pushed["digest"].encode()})
+    assert digest.scan_file("airflow.db", airflow_db / "airflow.db")  # the run really is in the file we scan
+    found += needles.scan_tree("AIRFLOW_HOME", airflow_db)
+    found += needles.scan_tree("KITOPS_HOME", kitops_home) + needles.scan_tree("pull KITOPS_HOME", tmp_path / "pull-home")
+    assert not found, found
+
+
+def _persisted_result(state: Any) -> Any:
+    """A task run's result as read back through the API (None when it was not persisted)."""
+    from prefect.exceptions import MissingResult
+
+    try:
+        return state.result()
+    except MissingResult:
+        return None
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """A Prefect API for the session: the one test_prefect.py's harness already runs, else a harness of our own
+    (about 20 s to start: sharing it keeps the whole suite fast)."""
+    pytest.importorskip("prefect")
+    from prefect.settings import get_current_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    if get_current_settings().api.url:
+        yield
+        return
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.mark.integration
+@pytest.mark.prefect
+def test_prefect_flow_keeps_the_block_password_out_of_artifacts_results_and_logs(
+        prefect_server: None, auth_registry: Any, kitops_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.logging.handlers import APILogHandler
+    from prefect.settings import get_current_settings
+    from pydantic import SecretStr
+
+    from kitops_flows_prefect import KitOpsRegistry, pack_modelkit, pull_modelkit_layer
+
+    needles = Needles.for_registry(auth_registry)
+    debug_logging(caplog, monkeypatch)
+    block = KitOpsRegistry(registry=auth_registry.host, plain_http=True, username=auth_registry.username,
+                           password=SecretStr(auth_registry.password), repository="secrets/prefect",
+                           kitops_home=str(kitops_home))
+    block.save("secrets-scan", overwrite=True)
+    since = auth_registry.log_offset()
+
+    @flow
+    def pack_then_pull(context: str, dest: str, registry: Any) -> tuple[Any, Any]:  # a KitOpsRegistry block
+        pushed = pack_modelkit(context, ":v1", registry="secrets-scan", push=True, progress_artifact=True)
+        return pushed, pull_modelkit_layer(pushed, dest, registry=registry)  # the block as a parameter too
+
+    weights = "prefect-" + secrets.token_hex(8)  # new content: no cache hit from an earlier session's results
+    state = pack_then_pull(str(make_context(tmp_path / "ctx", weights=weights)), str(tmp_path / "dest"), block,
+                           return_state=True)
+    pushed, unpacked = state.result()
+    flow_run_id = state.state_details.flow_run_id
+    assert state.name == "Completed" and (tmp_path / "dest" / "weights.bin").read_text() == weights
+    assert authenticated_writes(auth_registry, since)
+    expect_anonymous_refused(pushed.pinned, tmp_path / "anon")
+
+    APILogHandler().flush()  # blocks until queued logs are sent
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[flow_run_id])))
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        block_doc = client.read_block_document_by_name("secrets-scan", "kitops-registry", include_secrets=False)
+    assert {tr.name.rsplit("-", 1)[0] for tr in task_runs} == {"pack-modelkit", "pull-modelkit-layer"}
+    assert {a.type for a in arts} >= {"markdown", "progress"} and any(pushed.digest in str(a.data) for a in arts)
+    assert any(pushed.digest in log.message for log in logs)
+    out, err = capfd.readouterr()
+
+    found = needles.scan("flow run", flow_run.model_dump_json())  # parameters, state, result reference
+    found += [hit for tr in task_runs for hit in needles.scan(f"task run {tr.name}", tr.model_dump_json())]
+    persisted = {tr.name: _persisted_result(tr.state) for tr in task_runs}
+    assert any(r is not None for r in persisted.values()), persisted  # pack's result is persisted (it is cached)
+    found += [hit for name, result in persisted.items() for hit in needles.scan(f"persisted result {name}", repr(result))]
+    found += needles.scan("flow result", repr((pushed, unpacked)))
+    found += [hit for a in arts for hit in needles.scan(f"artifact {a.key or a.type}", a.model_dump_json())]
+    found += [hit for log in logs for hit in needles.scan(f"flow run log from {log.name}", log.message)]
+    found += needles.scan("saved block (no secrets)", block_doc.model_dump_json())
+    found += scan_logs(needles, caplog) + needles.scan("stdout", out) + needles.scan("stderr", err)
+    # persisted results and cache records, and anything else Prefect keeps on disk
+    settings = get_current_settings()
+    found += needles.scan_tree("PREFECT_HOME", Path(settings.home))
+    found += needles.scan_tree("result storage", Path(settings.results.local_storage_path).expanduser())
+    # the server's database (the harness's sqlite file and its journal): block secrets are stored encrypted
+    db_url = settings.server.database.connection_url
+    scheme, _, db_file = (db_url.get_secret_value() if db_url else "").partition(":///")
+    assert scheme.startswith("sqlite") and Path(db_file).is_file(), "prefect_test_harness runs on a sqlite file"
+    assert Needles({"digest": pushed.digest.encode()}).scan_tree("db", Path(db_file).parent)  # the run is in it
+    found += needles.scan_tree("Prefect server database dir", Path(db_file).parent)
+    found += needles.scan_tree("KITOPS_HOME", kitops_home)
+    assert not found, found
