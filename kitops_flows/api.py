@@ -42,6 +42,7 @@ from .unpack import UnpackResult, unpack_layers
 LOG = logging.getLogger("kitops_flows")
 MAX_MODEL_REF_CHAIN = 10  # kit's MaxModelRefChain
 MANIFEST_BLOB_RETRIES = 3  # manifest PUTs answered "blob unknown" right after the blobs were pushed
+IMMUTABLE_TAG_SETTLE = 0.25  # seconds between writing an immutable tag and reading it back
 
 
 @dataclass(frozen=True)
@@ -303,24 +304,53 @@ class KitOpsClient:
         client = self.registry_client(dst.registry)
         repo, digest = dst.repository, loaded.manifest_desc.digest
         tags = dst.tags if destination else (src.tags or [])
-        if immutable if immutable is not None else self.immutable_tags:
-            for tag in tags:
-                current = client.manifest_digest(repo, tag)
-                if current is not None and current != digest:
-                    raise TagExistsError(
-                        f"tag {dst.repo_path}:{tag} already points at {current}; refusing to move it to {digest} "
-                        "(tags are immutable here: push a new tag, or allow moving tags)"
-                    )
+        immutable = immutable if immutable is not None else self.immutable_tags
+        if immutable:
+            for tag in tags:  # fail fast, before uploading anything
+                self._refuse_to_move(client, dst, tag, digest)
         blobs = list({b.digest: b for b in loaded.manifest.blobs()}.values())
         mount_from = self._known_remote_copy(dst, digest)
         self._parallel(lambda b: self._push_blob(client, repo, b, mount_from), blobs)
-        for reference in [digest, *tags]:
-            self._put_manifest(client, repo, reference, loaded.manifest_bytes, blobs, mount_from)
+        self._put_manifest(client, repo, digest, loaded.manifest_bytes, blobs, mount_from)
+        for tag in tags:
+            # again: another push may have taken the tag while we uploaded
+            ours_already = immutable and self._refuse_to_move(client, dst, tag, digest)
+            self._put_manifest(client, repo, tag, loaded.manifest_bytes, blobs, mount_from)
+            if immutable and not ours_already:
+                self._confirm_tag(client, dst, tag, digest)
         LOG.info("Pushed %s@%s%s", dst.repo_path, digest, f" as {', '.join(tags)}" if tags else "")
         from .lineage import push_records
 
         push_records(self, loaded.manifest_desc, dst)
         return describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
+
+    @staticmethod
+    def _refuse_to_move(client: RegistryClient, dst: Reference, tag: str, digest: str) -> bool:
+        """Raise TagExistsError if ``tag`` points at another digest; True if it points at ``digest`` already."""
+        current = client.manifest_digest(dst.repository, tag)
+        if current is not None and current != digest:
+            raise TagExistsError(
+                f"tag {dst.repo_path}:{tag} already points at {current}; refusing to move it to {digest} "
+                "(tags are immutable here: push a new tag, or allow moving tags)"
+            )
+        return current == digest
+
+    @staticmethod
+    def _confirm_tag(client: RegistryClient, dst: Reference, tag: str, digest: str) -> None:
+        """Re-read an immutable tag just written: OCI registries have no conditional tag write (docker-registry
+        2.8 ignores If-None-Match/If-Match on manifest PUTs), so of two pushes racing for a new tag both may
+        write it; the one whose digest the tag does not hold afterwards lost and must not report success.
+        The re-read waits IMMUTABLE_TAG_SETTLE first, so a PUT racing ours has landed by then; two successes
+        remain possible only if the other push stalls longer than that between its check and its PUT.
+        """
+        time.sleep(IMMUTABLE_TAG_SETTLE)
+        now = client.manifest_digest(dst.repository, tag)
+        if now != digest:
+            raise TagExistsError(
+                f"tag {dst.repo_path}:{tag} was taken by another push at the same moment: it now points at "
+                f"{now or 'nothing (deleted)'}, not at {digest}. This ModelKit is in the registry as "
+                f"{dst.repo_path}@{digest}; push a new tag (tags are immutable here)"
+            )
 
     def _put_manifest(self, client: RegistryClient, repo: str, reference: str, data: bytes,
                       blobs: Sequence[Descriptor], mount_from: str | None) -> None:
