@@ -17,8 +17,9 @@ import errno
 import fcntl
 import json
 import logging
+import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -424,8 +425,7 @@ class KitOpsClient:
         if self.store.has_blob(blob.digest, blob.size):
             return
         ingest = self.store.ingest_path(blob.digest)
-        with open(ingest.with_suffix(".lock"), "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one downloader per blob across processes
+        with _locked_file(ingest.with_suffix(".lock")):  # one downloader per blob across processes
             try:
                 if self.store.has_blob(blob.digest, blob.size):
                     return
@@ -443,10 +443,6 @@ class KitOpsClient:
                     f"{e.strerror or e}{f' ({code})' if code else ''}"
                     + ("; free some space there or point KITOPS_HOME at a larger disk" if full else "")
                 ) from None
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-                with contextlib.suppress(FileNotFoundError):
-                    ingest.with_suffix(".lock").unlink()
 
     def pull(self, reference: str) -> ModelKitDescriptor:
         """Download a ModelKit (every blob, verified) into the local store and tag it as in the registry.
@@ -605,6 +601,32 @@ class KitOpsClient:
                 raise
             kf = self.info(reference, remote=True)
         return download_remote_datasets(kf, dest, self.s3_session, overwrite=overwrite)
+
+
+@contextlib.contextmanager
+def _locked_file(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path``, a lock file that is removed when released.
+
+    Removal happens while the lock is held, and a waiter that then gets the lock on the removed file
+    opens the path again: otherwise it and a newcomer (who created a fresh file) would both hold "the" lock.
+    """
+    while True:
+        fh = open(path, "a+b")  # noqa: SIM115 - closed below or by the with
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(fh.fileno())
+        if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+            break
+        fh.close()  # the holder before us removed this file: lock the one at the path now
+    with fh:
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def source_fingerprints(sources: Mapping[str, object], session: object | None = None) -> dict[str, str]:
