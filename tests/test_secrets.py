@@ -474,8 +474,8 @@ def test_airflow_dag_keeps_the_connection_password_out_of_xcom_logs_and_db(
     found = needles.scan("XCom", [list(row) for row in xcoms]) + needles.scan("rendered fields", [list(r) for r in rendered])
     found += scan_logs(needles, caplog) + needles.scan("stdout", out) + needles.scan("stderr", err)
     # everything Airflow keeps on disk: its database (every table, XCom, TI, assets, logs), config and task logs
-    digest = Needles({"digest": pushed["digest"].encode()})
-    assert digest.scan_file("airflow.db", airflow_db / "airflow.db")  # the run really is in the file we scan
+    digest = Needles({"digest": pushed["digest"].encode()})  # the run really is in what we scan (db or its WAL)
+    assert any(hit.startswith("digest in AIRFLOW_HOME/airflow.db") for hit in digest.scan_tree("AIRFLOW_HOME", airflow_db))
     found += needles.scan_tree("AIRFLOW_HOME", airflow_db)
     found += needles.scan_tree("KITOPS_HOME", kitops_home) + needles.scan_tree("pull KITOPS_HOME", tmp_path / "pull-home")
     assert not found, found
@@ -582,5 +582,63 @@ def test_prefect_flow_keeps_the_block_password_out_of_artifacts_results_and_logs
     assert scheme.startswith("sqlite") and Path(db_file).is_file(), "prefect_test_harness runs on a sqlite file"
     assert Needles({"digest": pushed.digest.encode()}).scan_tree("db", Path(db_file).parent)  # the run is in it
     found += needles.scan_tree("Prefect server database dir", Path(db_file).parent)
+    found += needles.scan_tree("KITOPS_HOME", kitops_home)
+    assert not found, found
+
+
+@pytest.mark.integration
+@pytest.mark.dagster
+@pytest.mark.parametrize("password_source", ["EnvVar", "plain string"])
+def test_dagster_materialization_keeps_the_resource_password_out_of_events_metadata_and_storage(
+        password_source: str, auth_registry: Any, kitops_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    dg = pytest.importorskip("dagster")
+    from kitops_flows_dagster import KitRegistryResource, ModelKitIOManager
+
+    needles = Needles.for_registry(auth_registry)
+    debug_logging(caplog, monkeypatch)
+    monkeypatch.setenv("SECRETS_TEST_KITOPS_PASSWORD", auth_registry.password)
+    kitops = KitRegistryResource(registry=auth_registry.host, plain_http=True, kitops_home=str(kitops_home),
+                                 repository_prefix="secrets", username=auth_registry.username,
+                                 password=dg.EnvVar("SECRETS_TEST_KITOPS_PASSWORD") if password_source == "EnvVar"
+                                 else auth_registry.password)
+
+    @dg.asset
+    def private_rows() -> list[int]:
+        return [1, 2, 3]
+
+    @dg.asset
+    def row_count(private_rows: list[int]) -> int:  # no `context`: Dagster cannot resolve string annotations here
+        dg.get_dagster_logger().info("loaded %d rows from the registry", len(private_rows))
+        return len(private_rows)
+
+    since = auth_registry.log_offset()
+    instance_dir = tmp_path / "dagster-home"
+    instance_dir.mkdir()
+    with dg.DagsterInstance.local_temp(tempdir=str(instance_dir)) as instance:
+        result = dg.materialize([private_rows, row_count], instance=instance,
+                                resources={"kitops": kitops, "io_manager": ModelKitIOManager(kitops=kitops)})
+        assert result.success and result.output_for_node("row_count") == 3
+        events = instance.all_logs(result.run_id)
+        run = instance.get_run_by_id(result.run_id)
+    materializations = result.get_asset_materialization_events()
+    metadata = {e.asset_key.to_user_string(): e.materialization.metadata for e in materializations}
+    pinned = metadata["private_rows"]["modelkit"].value["pinned"]  # type: ignore[index]
+    assert pinned.startswith(f"{auth_registry.host}/secrets/private_rows@sha256:")
+    assert authenticated_writes(auth_registry, since)
+    expect_anonymous_refused(pinned, tmp_path / "anon")
+    assert any("loaded 3 rows" in (e.user_message or "") for e in events)  # the event log has the step's logs
+    compute_logs = list(_files(instance_dir / "storage"))
+    out, err = capfd.readouterr()
+
+    found = [hit for key, meta in metadata.items()
+             for hit in needles.scan(f"materialization metadata of {key}", dg.serialize_value(meta))]
+    found += [hit for e in events for hit in needles.scan(f"event {e.dagster_event_type or 'log'}",
+                                                            dg.serialize_value(e))]
+    found += needles.scan("run (config, tags)", dg.serialize_value(run))
+    found += scan_logs(needles, caplog) + needles.scan("stdout", out) + needles.scan("stderr", err)
+    # everything the instance wrote: run/event/schedule sqlite storage, captured compute logs, snapshots
+    assert {p.suffix for p in compute_logs} >= {".out", ".err"}, compute_logs  # captured stdout/stderr of the step
+    found += needles.scan_tree("DAGSTER_HOME", instance_dir)
     found += needles.scan_tree("KITOPS_HOME", kitops_home)
     assert not found, found
