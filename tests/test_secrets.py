@@ -469,7 +469,9 @@ def test_airflow_dag_keeps_the_connection_password_out_of_xcom_logs_and_db(
     expect_anonymous_refused(pushed["pinned"], tmp_path / "anon")
     assert {task: fields["reference"] for task, fields in rendered}["pull"] == pushed["pinned"]  # rendered template
     out, err = capfd.readouterr()
-    assert "secrets/airflow" in caplog.text + out + err  # the task logs were captured
+    # dag.test() routes task logs through Airflow's structlog to stdout at Airflow's level (INFO): DEBUG records of
+    # the same core code are covered by the core tests above
+    assert "Saved model layer" in out and "secrets/airflow" in caplog.text + out + err  # the task logs were captured
 
     found = needles.scan("XCom", [list(row) for row in xcoms]) + needles.scan("rendered fields", [list(r) for r in rendered])
     found += scan_logs(needles, caplog) + needles.scan("stdout", out) + needles.scan("stderr", err)
