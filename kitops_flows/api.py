@@ -12,14 +12,11 @@ build one per task from their own connection/block/resource config.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import json
 import logging
-import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -425,7 +422,7 @@ class KitOpsClient:
         if self.store.has_blob(blob.digest, blob.size):
             return
         ingest = self.store.ingest_path(blob.digest)
-        with _locked_file(ingest.with_suffix(".lock")):  # one downloader per blob across processes
+        with self.store.download_lock(blob.digest):  # one downloader per blob across processes
             try:
                 if self.store.has_blob(blob.digest, blob.size):
                     return
@@ -601,32 +598,6 @@ class KitOpsClient:
                 raise
             kf = self.info(reference, remote=True)
         return download_remote_datasets(kf, dest, self.s3_session, overwrite=overwrite)
-
-
-@contextlib.contextmanager
-def _locked_file(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path``, a lock file that is removed when released.
-
-    Removal happens while the lock is held, and a waiter that then gets the lock on the removed file
-    opens the path again: otherwise it and a newcomer (who created a fresh file) would both hold "the" lock.
-    """
-    while True:
-        fh = open(path, "a+b")  # noqa: SIM115 - closed below or by the with
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            current = os.stat(path)
-        except FileNotFoundError:
-            current = None
-        mine = os.fstat(fh.fileno())
-        if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
-            break
-        fh.close()  # the holder before us removed this file: lock the one at the path now
-    with fh:
-        try:
-            yield
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
 
 
 def source_fingerprints(sources: Mapping[str, object], session: object | None = None) -> dict[str, str]:

@@ -258,6 +258,34 @@ class LocalStore:
         self._ensure_layout()
         return self.ingest_dir / digest.split(":", 1)[1]
 
+
+    @contextlib.contextmanager
+    def download_lock(self, digest: str) -> Iterator[None]:
+        """Exclusive ``flock`` on ``<ingest>/<hex>.lock``: one downloader of ``digest`` at a time across processes.
+
+        The lock file is removed while still held, so ``ingest/`` does not fill with them. A waiter that then
+        gets the lock on the removed file opens the path again: otherwise it and a newcomer (who created a
+        fresh file) would both hold "the" lock and write one ingest file at once. ``gc`` follows the same rule.
+        """
+        path = self.ingest_path(digest).with_name(digest.split(":", 1)[1] + ".lock")
+        while True:
+            fh = open(path, "a+b")  # noqa: SIM115 - closed below, or by the with
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            mine = os.fstat(fh.fileno())
+            if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                break
+            fh.close()  # the holder before us removed this file: lock the one at the path now
+        with fh:
+            try:
+                yield
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
     def commit_file(self, path: Path, digest: str, size: int | None = None, *, verified: bool = False) -> None:
         """Move a downloaded file into the store; the file is consumed either way.
 
@@ -517,7 +545,7 @@ class LocalStore:
                     except BlockingIOError:
                         continue  # a download of this blob is running right now
                     path.unlink(missing_ok=True)
-                    lock_path.unlink(missing_ok=True)  # api._fetch_blob's protocol: unlink while holding it
+                    lock_path.unlink(missing_ok=True)  # download_lock's protocol: unlink while holding it
                 swept += 1 + had_lock
             except OSError as e:
                 LOG.warning("gc: could not remove %s: %s", path, e.strerror)
