@@ -207,15 +207,16 @@ class KitOpsHook(BaseHook):
 
 
 def mask_credentials(settings: RegistrySettings) -> None:
-    """Register the password with Airflow's secrets masker, so it shows as *** in every log."""
-    if settings.credentials is None or not settings.credentials.password:
+    """Register the password (and its basic-auth form) with Airflow's secrets masker: *** in every log."""
+    if settings.credentials is None or not settings.credentials.secret_values():
         return
     try:
         from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - older task SDKs
         logging.getLogger(__name__).debug("secrets masker unavailable")
         return
-    mask_secret(settings.credentials.password)
+    for secret in settings.credentials.secret_values():
+        mask_secret(secret)
 
 
 __all__ = ["CONN_TYPE", "KitOpsHook", "RegistrySettings", "mask_credentials"]

@@ -123,8 +123,8 @@ class KitOpsRegistry(CredentialsBlock):
 
     def secret_values(self) -> tuple[str, ...]:
         """Strings that must never appear in logs or artifacts (used to redact forwarded log lines)."""
-        secret = self.password.get_secret_value() if self.password else ""
-        return (secret,) if secret else ()
+        password = self.password.get_secret_value() if self.password else ""
+        return RegistryCredentials(self.username or "", password).secret_values()
 
 
 def resolve_registry(registry: KitOpsRegistry | str | None) -> KitOpsRegistry | None:

@@ -444,3 +444,19 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
     with create_session() as session:
         values = session.scalars(select(XComModel.value)).all()
     assert values and all(password not in json.dumps(v, default=str) for v in values)
+
+
+def test_connection_password_and_its_basic_auth_form_are_masked() -> None:
+    import secrets
+
+    from airflow.sdk.log import redact
+
+    from kitops_flows_airflow.hooks import mask_credentials
+
+    password = "mask-" + secrets.token_hex(6)
+    creds = RegistryCredentials("ciuser", password)
+    mask_credentials(RegistrySettings(registry="reg.example.com", credentials=creds))
+    line = f"auth {creds.basic_auth_value()} with {password}"
+    masked = str(redact(line))
+    assert password not in masked and creds.basic_auth_value() not in masked
+    assert masked.count("***") == 2

@@ -151,3 +151,11 @@ def test_login_unreachable_registry_writes_nothing(kitops_home: Path) -> None:
     with pytest.raises(Exception, match="refused"):
         login("127.0.0.1:9", "u", "p", kitops_home=kitops_home, plain_http=True)
     assert not (kitops_home / "credentials.json").exists()
+
+
+def test_secret_values_are_every_form_a_log_could_show() -> None:
+    creds = RegistryCredentials("ciuser", "s3cr3t")
+    token = base64.b64encode(b"ciuser:s3cr3t").decode()
+    assert creds.secret_values() == ("s3cr3t", token)
+    assert creds.basic_auth_value() == f"Basic {token}"
+    assert RegistryCredentials("ciuser", "").secret_values() == ()

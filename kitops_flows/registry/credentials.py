@@ -64,6 +64,15 @@ class RegistryCredentials:
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every form of the secret that could reach a log: the password and the basic-auth token.
+
+        Orchestrator plugins hand these to their log maskers (Airflow's ``mask_secret``, our Prefect redactor).
+        """
+        if not self.password:
+            return ()
+        return self.password, self.basic_auth_value().removeprefix("Basic ")
+
 
 def server_key(registry: str) -> str:
     """The ``auths`` key kit/oras/docker use for a registry host (Docker Hub has a legacy URL)."""
