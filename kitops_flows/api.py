@@ -12,7 +12,6 @@ build one per task from their own connection/block/resource config.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import time
@@ -21,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import KitopsError, NotFoundError, RegistryError, StoreError, TagExistsError
+from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
 from .filters import LayerFilter, parse_filters
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
@@ -34,7 +33,7 @@ from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
 from .reference import Reference, parse_reference
 from .registry import RegistryClient, RegistryCredentials, RegistryHTTPError, RetryPolicy, resolve_credentials
-from .store import Descriptor, LocalStore, VerifyReport
+from .store import NO_SPACE, Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
 
 LOG = logging.getLogger("kitops_flows")
@@ -431,15 +430,9 @@ class KitOpsClient:
                 reporter.finish()
                 self.store.commit_file(ingest, blob.digest, blob.size, verified=True)
             except OSError as e:  # disk full, quota, read-only store: say where, and give the space back
-                full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-                if full:
+                if e.errno in NO_SPACE:
                     ingest.unlink(missing_ok=True)  # a partial download that cannot grow only holds space
-                code = errno.errorcode.get(e.errno or 0, "")
-                raise StoreError(
-                    f"cannot write blob {blob.digest} ({blob.size} bytes) into the local store {self.store.storage}: "
-                    f"{e.strerror or e}{f' ({code})' if code else ''}"
-                    + ("; free some space there or point KITOPS_HOME at a larger disk" if full else "")
-                ) from None
+                raise self.store.write_error(e, f"blob {blob.digest} ({blob.size} bytes)") from None
 
     def pull(self, reference: str) -> ModelKitDescriptor:
         """Download a ModelKit (every blob, verified) into the local store and tag it as in the registry.

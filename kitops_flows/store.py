@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -46,6 +47,7 @@ from .errors import DigestMismatchError, NotFoundError, StoreError
 from .mediatypes import OCI_MANIFEST
 from .reference import DEFAULT_REGISTRY, DEFAULT_REPOSITORY, Reference, is_digest
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk or quota: the store can say what to do
 LOG = logging.getLogger("kitops_flows")
 _REPO_INDEX_RE = re.compile(r"^([-A-Za-z0-9_]*={0,3})-index\.json$")
 MAX_MANIFEST_SIZE = 4 << 20
@@ -192,6 +194,14 @@ class LocalStore:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def write_error(self, e: OSError, what: str) -> StoreError:
+        """The error for a failed write of ``what`` into the store: names the store and the errno, and how to fix
+        a full disk (the bare OSError of a full disk names neither)."""
+        code = errno.errorcode.get(e.errno or 0, "")
+        hint = "; free some space there or point KITOPS_HOME at a larger disk" if e.errno in NO_SPACE else ""
+        return StoreError(f"cannot write {what} into the local store {self.storage}: "
+                          f"{e.strerror or e}{f' ({code})' if code else ''}{hint}")
+
     # -- blobs ------------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
         if not is_digest(digest):
@@ -249,6 +259,10 @@ class LocalStore:
                 f.flush()
                 os.fsync(f.fileno())
             self._commit(tmp_path, writer.digest, writer.size, expected_digest, expected_size)
+        except OSError as e:
+            if e.errno not in NO_SPACE:
+                raise  # e.g. an unreadable source file: its own message names it
+            raise self.write_error(e, "a new blob") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()

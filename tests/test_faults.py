@@ -374,6 +374,24 @@ def test_disk_full_while_pulling_is_one_clear_error_and_leaves_no_partial_blobs(
         assert _cli(home, "verify").returncode == 0
 
 
+def test_disk_full_while_packing_is_one_clear_error_and_leaves_no_partial_blobs(
+        mid_modelkit: tuple[str, Path, Path], tmp_path: Path) -> None:
+    _, _, ctx = mid_modelkit
+    with _tmpfs(tmp_path / "small", "8m") as small:
+        home = small / "home"
+        kit = KitOpsClient(store=LocalStore(home))
+        with pytest.raises(StoreError) as err:
+            kit.pack(ctx, reference="faults/full:v1", record_lineage=False)
+        message = str(err.value)
+        assert "ENOSPC" in message and str(kit.store.storage) in message and "KITOPS_HOME" in message
+        assert _files(kit.store.ingest_dir) == [], "the half-written layer must be removed"
+        assert kit.verify().ok and not kit.list()
+
+        line = _one_line_error(_cli(home, "pack", str(ctx), "-t", "faults/full:v1"))
+        assert "No space left on device" in line and str(home) in line
+        assert _files(kit.store.ingest_dir) == []
+
+
 def test_disk_full_while_unpacking_is_one_clear_error_and_leaves_dest_unchanged(
         mid_modelkit: tuple[str, Path, Path], tmp_path: Path) -> None:
     ref, home, _ = mid_modelkit
