@@ -13,7 +13,8 @@ Scenarios (one line each in docs/reliability.md):
   shared home downloads each blob once in total;
 - two pipelines racing to move one tag: the tag always ends on one complete manifest; with immutable
   tags the loser gets TagExistsError naming the tag and the fix;
-- a failed download in a shared home hands the per-blob lock to exactly one next downloader.
+- a failed download in a shared home hands the per-blob lock to exactly one next downloader;
+- a pull while other clients re-upload its layer retries through the registry's momentary 500.
 
 ``KITOPS_TEST_RACE_ROUNDS=30`` runs more rounds of the tag races (default 5).
 """
