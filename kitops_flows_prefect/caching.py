@@ -8,9 +8,10 @@
 * the Kitfile when it lives outside the context directory (same content hashing);
 * every S3 source, by its object versions: ETag and VersionId from HEAD (single objects) or the
   listing (prefixes). A re-uploaded object with the same bytes has the same ETag (single-part);
-* the reference, the registry block (address, default repository; never the password), the pack
-  options, annotations, parents and whether the task pushes. Without a push the result lives in the
-  local store only, so the store's path is part of the key too.
+* the reference, the registry block (address, default repository, store; never the password), the
+  pack options, annotations, parents and whether the task pushes. A saved block's name is loaded, so
+  a block re-saved under that name for another registry or repository is a cache miss. Without a push
+  the result lives in the local store only, so the store's path is part of the key too.
 
 Parents should be pinned (``repo@sha256:…``): a moving tag is hashed as its text.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import stat
 from collections.abc import Mapping
@@ -34,20 +36,13 @@ from prefect.context import TaskRunContext
 
 import kitops_flows
 from kitops_flows.api import source_fingerprints
+from kitops_flows.digests import file_digest
 
-from .blocks import KitOpsRegistry
+from .blocks import KitOpsRegistry, resolve_registry
 
-CHUNK = 1 << 20
-KEY_VERSION = "1"  # bump when the key's recipe changes, so old entries stop matching
+LOG = logging.getLogger(__name__)
 
-
-def file_digest(path: Path) -> str:
-    """Streamed sha256 of a file's content."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+KEY_VERSION = "2"  # bump when the key's recipe changes, so old entries stop matching
 
 
 def tree_digest(root: Path) -> str:
@@ -70,7 +65,7 @@ def tree_digest(root: Path) -> str:
             if stat.S_ISLNK(st.st_mode):
                 h.update(f"L\0{rel}\0{os.readlink(path)}\n".encode())
             elif stat.S_ISREG(st.st_mode):
-                h.update(f"F\0{rel}\0{stat.S_IMODE(st.st_mode):o}\0{file_digest(path)}\n".encode())
+                h.update(f"F\0{rel}\0{stat.S_IMODE(st.st_mode):o}\0{file_digest(path)[0]}\n".encode())
             else:
                 h.update(f"O\0{rel}\0{stat.S_IFMT(st.st_mode):o}\n".encode())
     return "sha256:" + h.hexdigest()
@@ -81,12 +76,30 @@ def s3_sources_digest(sources: Mapping[str, Any], session: Any = None) -> dict[s
     return source_fingerprints(sources, session=session)
 
 
+def _block_address(block: KitOpsRegistry) -> dict[str, Any]:
+    """The parts of a block that decide where a pack lands (never its credentials)."""
+    return {"registry": block.registry, "repository": block.repository,
+            "kitops_home": block.kitops_home if block.kitops_home else None}
+
+
 def _registry_identity(registry: Any) -> Any:
-    """What of the registry argument affects the result: a saved block's name, or a block's address."""
+    """What of the registry argument affects the result: a block's address, also for a saved block's name.
+
+    A name is loaded, so re-saving the block elsewhere (``save(name, overwrite=True)``) changes the key
+    instead of returning the descriptor of a push to the old place. If loading fails the key falls back
+    to the name, and the task itself then reports why the block cannot be loaded.
+    """
     if isinstance(registry, KitOpsRegistry):
-        return {"registry": registry.registry, "repository": registry.repository,
-                "kitops_home": registry.kitops_home if registry.kitops_home else None}
-    return registry  # a saved block's name, or None
+        return _block_address(registry)
+    if isinstance(registry, str):
+        try:
+            block = resolve_registry(registry)
+        except Exception as exc:  # noqa: BLE001 - any failure: key on the name, let the task raise
+            LOG.debug("cache key: could not load KitOpsRegistry block %r (%s); keying on its name", registry, exc)
+            return registry
+        if block is not None:
+            return _block_address(block)
+    return registry  # None
 
 
 def _plain(value: Any) -> Any:
@@ -122,7 +135,7 @@ def modelkit_inputs_key(inputs: Mapping[str, Any]) -> str | None:
     elif kitfile is not None:
         path = Path(kitfile)
         path = path if path.is_absolute() else context / path
-        doc["kitfile"] = file_digest(path) if path.is_file() else str(kitfile)
+        doc["kitfile"] = file_digest(path)[0] if path.is_file() else str(kitfile)
     if inputs.get("sources"):
         doc["sources"] = s3_sources_digest(inputs["sources"])
     for name in ("reference", "annotations", "compression", "layer_format", "parents", "push", "record_lineage"):
@@ -145,5 +158,5 @@ class ModelKitInputs(CachePolicy):
 
 MODELKIT_INPUTS = ModelKitInputs()
 
-__all__ = ["MODELKIT_INPUTS", "ModelKitInputs", "file_digest", "modelkit_inputs_key", "s3_sources_digest",
+__all__ = ["MODELKIT_INPUTS", "ModelKitInputs", "modelkit_inputs_key", "s3_sources_digest",
            "tree_digest"]

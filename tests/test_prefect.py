@@ -141,8 +141,36 @@ def test_cache_key_covers_reference_options_and_registry_not_password(tmp_path: 
     assert modelkit_inputs_key({**base, "registry": other_pw}) == key
     assert modelkit_inputs_key({**base, "reference": ":v2"}) != key
     assert modelkit_inputs_key({**base, "compression": "gzip"}) != key
-    assert modelkit_inputs_key({**base, "registry": "saved-block"}) != key
     assert modelkit_inputs_key({**base, "context_dir": tmp_path / "missing"}) is None
+
+
+def test_cache_key_of_a_block_name_follows_the_saved_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name is keyed on what it loads (stand-in loader here; the integration test below re-saves for real)."""
+    import kitops_flows_prefect.caching as caching
+
+    ctx = make_context(tmp_path / "ctx")
+    block = KitOpsRegistry(registry="r.example.com", repository="t/m", username="u", password=SecretStr("p1"))
+    saved: dict[str, KitOpsRegistry] = {"prod": block}
+    loads: list[str] = []
+
+    def load(name: str) -> KitOpsRegistry:
+        loads.append(name)
+        if name not in saved:
+            raise ValueError(f"Unable to find block document named {name} for block type kitops-registry")
+        return saved[name]
+
+    monkeypatch.setattr(caching, "resolve_registry", load)
+    base = {"context_dir": ctx, "reference": ":v1", "registry": block, "push": True}
+    key = modelkit_inputs_key(base)
+    assert modelkit_inputs_key({**base, "registry": "prod"}) == key and loads == ["prod"]
+    saved["prod"] = block.model_copy(update={"repository": "t/other"})  # re-saved: another repository
+    moved = modelkit_inputs_key({**base, "registry": "prod"})
+    assert moved != key
+    saved["prod"] = block.model_copy(update={"registry": "r2.example.com", "password": SecretStr("p2")})
+    assert modelkit_inputs_key({**base, "registry": "prod"}) not in (key, moved)
+    # a block that cannot be loaded: keyed on its name (the task then fails with the loader's message)
+    assert modelkit_inputs_key({**base, "registry": "missing"}) not in (key, moved)
+    assert modelkit_inputs_key({**base, "registry": "missing"}) == modelkit_inputs_key({**base, "registry": "missing"})
 
 
 def test_retry_condition_retries_transient_failures_only() -> None:
@@ -343,6 +371,29 @@ def test_saved_block_on_auth_registry_leaks_no_secret(prefect_harness: None, aut
         doc = client.read_block_document_by_name("secure-registry", "kitops-registry", include_secrets=False)
     assert secret not in run.model_dump_json()
     assert secret not in json.dumps(doc.data, default=str)
+
+
+def test_resaving_a_block_elsewhere_is_a_cache_miss(prefect_harness: None, registry: Any, kitops_home: Path,
+                                                  tmp_path: Path) -> None:
+    """The same pack with the same block name, after the block was re-saved for another repository: a new push."""
+    def save(repository: str) -> None:
+        KitOpsRegistry(registry=registry.host, plain_http=True, repository=repository,
+                       kitops_home=str(kitops_home)).save("moving-registry", overwrite=True)
+
+    remote = KitOpsClient(plain_http=True, store=LocalStore(tmp_path / "fresh-home"))
+    save("prefect/move-a")
+    name1, mk1 = pack_flow(str(make_context(tmp_path / "ctx")), "moving-registry", ":v1")
+    assert name1 == "Completed" and mk1.reference == f"{registry.host}/prefect/move-a:v1"
+    with pytest.raises(NotFoundError):
+        remote.resolve(f"{registry.host}/prefect/move-b:v1")
+
+    save("prefect/move-b")
+    name2, mk2 = pack_flow(str(make_context(tmp_path / "ctx")), "moving-registry", ":v1")
+    assert name2 == "Completed" and mk2.reference == f"{registry.host}/prefect/move-b:v1"
+    assert remote.resolve(f"{registry.host}/prefect/move-b:v1").digest == mk2.digest
+    assert remote.resolve(f"{registry.host}/prefect/move-a:v1").digest == mk1.digest
+    # and unchanged again: the cache hits for the block as it is saved now
+    assert pack_flow(str(make_context(tmp_path / "ctx")), "moving-registry", ":v1") == ("Cached", mk2)
 
 
 def test_pull_only_the_model_layer_and_promote(prefect_harness: None, registry: Any, kitops_home: Path,
