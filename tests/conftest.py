@@ -43,6 +43,9 @@ for _name, _value in {
     "AIRFLOW__CORE__DAGS_FOLDER": str(_ORCHESTRATOR_TMP / "airflow" / "dags"),
     "PREFECT_HOME": str(_ORCHESTRATOR_TMP / "prefect"),
     "PREFECT_MEMO_STORE_PATH": str(_ORCHESTRATOR_TMP / "prefect" / "memo_store.toml"),
+    # task results and cache records: Prefect defaults them to ~/.prefect/storage whatever PREFECT_HOME says,
+    # so cache hits would carry over from one pytest session to the next
+    "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(_ORCHESTRATOR_TMP / "prefect" / "storage"),
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }.items():

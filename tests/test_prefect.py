@@ -26,6 +26,8 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter, LogFilterFlowRunId
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.results import ResultRecord
+from prefect.settings import get_current_settings
 from prefect.states import Failed
 from pydantic import SecretStr
 
@@ -328,6 +330,11 @@ def test_pack_push_artifact_event_lineage_and_cache(prefect_harness: None, regis
     name2, mk2 = pack_flow(str(make_context(tmp_path / "run2")), block, ":v1")
     assert name2 == "Cached" and mk2 == mk
     assert manifests(kitops_home) == before
+    # the cached result lives in this session's PREFECT_HOME (set in conftest), not in ~/.prefect/storage
+    storage = get_current_settings().results.local_storage_path
+    assert storage.is_relative_to(os.environ["PREFECT_HOME"])
+    stored = [ResultRecord.deserialize(path.read_bytes()).result for path in storage.iterdir() if path.is_file()]
+    assert mk in stored
     assert len(artifacts(key)) == 1
 
     # a changed file: a new pack, a new digest, a second artifact version and event
