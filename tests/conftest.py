@@ -6,6 +6,7 @@
     def test_retry(registry, proxy_factory):          # proxy in front of the registry: counts bytes, injects faults
         proxy = proxy_factory(registry.host); proxy.fail_next(1, 503)
     def test_dag(airflow_db): ...                     # `airflow db migrate` done once; returns $AIRFLOW_HOME
+    def test_flow(prefect_server): ...                # one Prefect API (prefect_test_harness) for the session
 
 Tests that use any of these are marked ``integration`` automatically: ``pytest -m "not integration"`` runs
 only the unit tests. Without /usr/bin/docker-registry the registry fixtures skip locally but fail when
@@ -55,7 +56,7 @@ Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 # Fixtures that start real services (or need them): a test using any of them is an integration test.
 INTEGRATION_FIXTURES = frozenset({"registry", "auth_registry", "registry_factory", "s3_server", "s3",
-                                  "proxy_factory", "airflow_db"})
+                                  "proxy_factory", "airflow_db", "prefect_server"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -216,3 +217,14 @@ def airflow_db() -> Path:
         raise ServiceError(f"`airflow db migrate` failed with code {done.returncode} (AIRFLOW_HOME={home})\n"
                            f"--- {log} ---\n{log_tail(log)}")
     return home
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """A Prefect API for the whole session: ``prefect_test_harness`` (a server subprocess on a temporary sqlite
+    database). It takes about 20 s to start on 2 cores, hence one for every test file and a long timeout."""
+    pytest.importorskip("prefect")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,4 +1,4 @@
-"""The Prefect plugin against a real Prefect server (one ``prefect_test_harness`` for the module),
+"""The Prefect plugin against a real Prefect server (conftest's ``prefect_server``: one per session),
 the real docker-registry and moto S3.
 
 Unit tests first (no server), then the integration tests sharing the harness: ModelKits in the
@@ -14,7 +14,6 @@ import pickle
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,16 +228,7 @@ def test_run_context_outside_a_run_is_empty() -> None:
     assert run.orchestrator == "prefect" and not run.run_id and not run.extra
 
 
-# -- integration: a Prefect server for the whole module ------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """The ephemeral Prefect server (about 20 s to start on 2 cores: hence one per session, long timeout)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+# -- integration: the session's Prefect server (conftest.py) ------------------------------------------------------------
 
 
 def artifacts(key: str) -> list[Any]:
@@ -279,7 +269,7 @@ def pack_flow(context: str, block: KitOpsRegistry | str, reference: str, push: b
     return state.name, state.result()
 
 
-def test_pack_push_artifact_event_lineage_and_cache(prefect_harness: None, registry: Any, kitops_home: Path,
+def test_pack_push_artifact_event_lineage_and_cache(prefect_server: None, registry: Any, kitops_home: Path,
                                                     tmp_path: Path) -> None:
     block = KitOpsRegistry(registry=registry.host, plain_http=True, repository="prefect/cache",
                            kitops_home=str(kitops_home))
@@ -345,7 +335,7 @@ def test_pack_push_artifact_event_lineage_and_cache(prefect_harness: None, regis
     assert len(wait_for_events(PUSHED, f"oci://{registry.host}/prefect/cache", count=2)) == 2
 
 
-def test_saved_block_on_auth_registry_leaks_no_secret(prefect_harness: None, auth_registry: Any, kitops_home: Path,
+def test_saved_block_on_auth_registry_leaks_no_secret(prefect_server: None, auth_registry: Any, kitops_home: Path,
                                                       tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     secret = auth_registry.password
     KitOpsRegistry(registry=auth_registry.host, plain_http=True, username=auth_registry.username,
@@ -380,7 +370,7 @@ def test_saved_block_on_auth_registry_leaks_no_secret(prefect_harness: None, aut
     assert secret not in json.dumps(doc.data, default=str)
 
 
-def test_resaving_a_block_elsewhere_is_a_cache_miss(prefect_harness: None, registry: Any, kitops_home: Path,
+def test_resaving_a_block_elsewhere_is_a_cache_miss(prefect_server: None, registry: Any, kitops_home: Path,
                                                   tmp_path: Path) -> None:
     """The same pack with the same block name, after the block was re-saved for another repository: a new push."""
     def save(repository: str) -> None:
@@ -403,7 +393,7 @@ def test_resaving_a_block_elsewhere_is_a_cache_miss(prefect_harness: None, regis
     assert pack_flow(str(make_context(tmp_path / "ctx")), "moving-registry", ":v1") == ("Cached", mk2)
 
 
-def test_pull_only_the_model_layer_and_promote(prefect_harness: None, registry: Any, kitops_home: Path,
+def test_pull_only_the_model_layer_and_promote(prefect_server: None, registry: Any, kitops_home: Path,
                                               tmp_path: Path) -> None:
     producer = KitOpsRegistry(registry=registry.host, plain_http=True, repository="prefect/pull",
                               kitops_home=str(kitops_home))
@@ -433,7 +423,7 @@ def test_pull_only_the_model_layer_and_promote(prefect_harness: None, registry: 
     assert event.resource["kitops.stage"] == "production" and event.resource["kitops.digest"] == mk.digest
 
 
-def test_s3_sources_cache_on_etag_through_modelkit_flow(prefect_harness: None, registry: Any, s3: Any,
+def test_s3_sources_cache_on_etag_through_modelkit_flow(prefect_server: None, registry: Any, s3: Any,
                                                         kitops_home: Path, tmp_path: Path) -> None:
     s3c = s3.client()
     s3c.create_bucket(Bucket="prefect-data")
@@ -471,7 +461,7 @@ def test_s3_sources_cache_on_etag_through_modelkit_flow(prefect_harness: None, r
         modelkit_flow(not_a_path, registry=block)()
 
 
-def test_example_retrain_then_serve(prefect_harness: None, registry: Any, s3: Any, kitops_home: Path,
+def test_example_retrain_then_serve(prefect_server: None, registry: Any, s3: Any, kitops_home: Path,
                                     tmp_path: Path) -> None:
     from examples.churn import model as churn
     from examples.prefect.churn_retrain import churn_retrain
@@ -500,7 +490,7 @@ def test_example_retrain_then_serve(prefect_harness: None, registry: Any, s3: An
 
 
 @pytest.mark.integration  # needs the Prefect server
-def test_block_type_registers_from_the_cli(prefect_harness: None) -> None:
+def test_block_type_registers_from_the_cli(prefect_server: None) -> None:
     from prefect.settings import PREFECT_API_URL
 
     prefect_cli = Path(sys.executable).with_name("prefect")
@@ -524,7 +514,7 @@ def test_block_type_registers_from_the_cli(prefect_harness: None) -> None:
 
 
 @pytest.mark.integration  # needs the Prefect server
-def test_pack_with_a_missing_kitfile_fails_without_retrying(prefect_harness: None, kitops_home: Path,
+def test_pack_with_a_missing_kitfile_fails_without_retrying(prefect_server: None, kitops_home: Path,
                                                             tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
 
@@ -541,7 +531,7 @@ def test_pack_with_a_missing_kitfile_fails_without_retrying(prefect_harness: Non
 
 
 @pytest.mark.integration  # needs the Prefect server
-def test_core_logs_reach_the_right_task_run_redacted(prefect_harness: None) -> None:
+def test_core_logs_reach_the_right_task_run_redacted(prefect_server: None) -> None:
     import logging
     import threading
 
@@ -583,7 +573,7 @@ def test_core_logs_reach_the_right_task_run_redacted(prefect_harness: None) -> N
     assert not [h for h in core.handlers if type(h).__name__ == "_TaskRunHandler"]  # removed after each task
 
 
-def test_tasks_map_over_contexts(prefect_harness: None, registry: Any, kitops_home: Path, tmp_path: Path) -> None:
+def test_tasks_map_over_contexts(prefect_server: None, registry: Any, kitops_home: Path, tmp_path: Path) -> None:
     from prefect import unmapped
 
     block = KitOpsRegistry(registry=registry.host, plain_http=True, repository="prefect/mapped",

@@ -493,21 +493,6 @@ def _persisted_result(state: Any) -> Any:
         return None
 
 
-@pytest.fixture(scope="session")
-def prefect_server() -> Iterator[None]:
-    """A Prefect API for the session: the one test_prefect.py's harness already runs, else a harness of our own
-    (about 20 s to start: sharing it keeps the whole suite fast)."""
-    pytest.importorskip("prefect")
-    from prefect.settings import get_current_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    if get_current_settings().api.url:
-        yield
-        return
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 @pytest.mark.integration
 @pytest.mark.prefect
 def test_prefect_flow_keeps_the_block_password_out_of_artifacts_results_and_logs(
