@@ -15,6 +15,7 @@ only the unit tests. Without /usr/bin/docker-registry the registry fixtures skip
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -217,6 +218,24 @@ def airflow_db() -> Path:
         raise ServiceError(f"`airflow db migrate` failed with code {done.returncode} (AIRFLOW_HOME={home})\n"
                            f"--- {log} ---\n{log_tail(log)}")
     return home
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_after_airflow(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Put every logger's handlers back after a test that ran Airflow: ``dag.test()`` configures logging
+    with handlers that write into this test's capture file, which is closed once the test ends, so a later
+    test's log line (Prefect's, say) would fail inside logging."""
+    if "airflow_db" not in request.fixturenames:
+        yield
+        return
+    loggers = [logging.getLogger(), *(lg for lg in logging.root.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    saved = {id(lg): (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers}
+    yield
+    for lg in [logging.getLogger(), *logging.root.manager.loggerDict.values()]:
+        if not isinstance(lg, logging.Logger):
+            continue
+        lg.handlers[:], lg.level, lg.propagate, lg.disabled = saved.get(id(lg), ([], logging.NOTSET, True, False))
 
 
 @pytest.fixture(scope="session")
