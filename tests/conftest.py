@@ -220,22 +220,19 @@ def airflow_db() -> Path:
     return home
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging_after_airflow(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Put every logger's handlers back after a test that ran Airflow: ``dag.test()`` configures logging
-    with handlers that write into this test's capture file, which is closed once the test ends, so a later
-    test's log line (Prefect's, say) would fail inside logging."""
-    if "airflow_db" not in request.fixturenames:
-        yield
-        return
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put every logger's handlers, level and propagation back after the test. For a test that runs
+    ``dag.test()`` under ``capfd``: Airflow then configures logging with handlers on that test's capture
+    file, which is closed once the test ends, so a later test's log line (Prefect's, say) fails in logging."""
     loggers = [logging.getLogger(), *(lg for lg in logging.root.manager.loggerDict.values()
                                       if isinstance(lg, logging.Logger))]
     saved = {id(lg): (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers}
     yield
     for lg in [logging.getLogger(), *logging.root.manager.loggerDict.values()]:
-        if not isinstance(lg, logging.Logger):
-            continue
-        lg.handlers[:], lg.level, lg.propagate, lg.disabled = saved.get(id(lg), ([], logging.NOTSET, True, False))
+        if isinstance(lg, logging.Logger):
+            lg.handlers[:], lg.level, lg.propagate, lg.disabled = saved.get(
+                id(lg), ([], logging.NOTSET, True, False))
 
 
 @pytest.fixture(scope="session")

@@ -314,8 +314,10 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
     from kitops_flows.lineage import read_provenance
     from kitops_flows_airflow import KitPackOperator, KitPullOperator, KitUnpackOperator, ModelKitSensor
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-    sys.path.insert(0, str(EXAMPLES))
+    # appended: examples/dagster (and prefect, airflow) must not shadow the installed packages for later tests
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    if str(EXAMPLES.parent) not in sys.path:
+        sys.path.append(str(EXAMPLES.parent))
     from churn.model import make_dataset
 
     caplog.set_level(logging.INFO)

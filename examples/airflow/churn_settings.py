@@ -20,8 +20,10 @@ import tempfile
 from pathlib import Path
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent
-if str(EXAMPLES_DIR) not in sys.path:  # the churn model lives next door, in examples/churn
-    sys.path.insert(0, str(EXAMPLES_DIR))
+# The churn model lives next door, in examples/churn. Appended, not prepended: examples/ also holds folders
+# named airflow/, prefect/ and dagster/, which must never shadow the installed packages of those names.
+if str(EXAMPLES_DIR) not in sys.path:
+    sys.path.append(str(EXAMPLES_DIR))
 
 CHURN_CODE_DIR = EXAMPLES_DIR / "churn"
 MODELKIT_REPO = os.environ.get("CHURN_MODELKIT_REPO", "127.0.0.1:5000/team/churn")
