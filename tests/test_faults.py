@@ -226,9 +226,13 @@ def test_registry_killed_mid_push_leaves_no_tag_and_the_retry_sends_only_missing
 @pytest.fixture(scope="module")
 def big_modelkit(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
     """96 MB in two layers, packed into a store and pushed: (reference, source home, context dir)."""
-    root = tmp_path_factory.mktemp("big")
-    ctx = _context(root / "ctx", 48 * MiB, [48 * MiB])
-    ref = f"{registry.host}/faults/big:v1"
+    return _pushed_modelkit(registry, tmp_path_factory.mktemp("big"), "big", 48 * MiB)
+
+
+def _pushed_modelkit(registry: RegistryServer, root: Path, name: str, layer_size: int) -> tuple[str, Path, Path]:
+    """A model and one part of ``layer_size`` each, packed under ``root`` and pushed to faults/<name>:v1."""
+    ctx = _context(root / "ctx", layer_size, [layer_size])
+    ref = f"{registry.host}/faults/{name}:v1"
     kit = KitOpsClient(store=LocalStore(root / "home"), plain_http=True, retry=FAST)
     kit.pack(ctx, reference=ref, record_lineage=False)
     kit.push(ref)
@@ -341,13 +345,7 @@ def test_gc_sweeps_stale_ingest_leftovers_but_keeps_fresh_and_locked_ones(tmp_pa
 @pytest.fixture(scope="module")
 def mid_modelkit(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
     """16 MB in two layers (twice the 8 MB tmpfs), pushed: (reference, source home, context dir)."""
-    root = tmp_path_factory.mktemp("mid")
-    ctx = _context(root / "ctx", 8 * MiB, [8 * MiB])
-    ref = f"{registry.host}/faults/mid:v1"
-    kit = KitOpsClient(store=LocalStore(root / "home"), plain_http=True, retry=FAST)
-    kit.pack(ctx, reference=ref, record_lineage=False)
-    kit.push(ref)
-    return ref, root / "home", ctx
+    return _pushed_modelkit(registry, tmp_path_factory.mktemp("mid"), "mid", 8 * MiB)
 
 
 def test_disk_full_while_pulling_is_one_clear_error_and_leaves_no_partial_blobs(
