@@ -158,7 +158,9 @@ def cmd_verify(args: argparse.Namespace, kit: KitOpsClient) -> int:
 
 
 def cmd_gc(args: argparse.Namespace, kit: KitOpsClient) -> int:
-    print(f"Removed {kit.store.gc()} unreferenced blob(s)")
+    report = kit.store.gc()
+    print(f"Removed {report.blobs_removed} unreferenced blob(s) and {report.leftovers_removed} leftover file(s) "
+          "of interrupted packs/pulls")
     return 0
 
 

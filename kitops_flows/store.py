@@ -159,6 +159,14 @@ class VerifyReport:
         return not self.problems
 
 
+@dataclass(frozen=True)
+class GcReport:
+    """What ``gc`` deleted: unreferenced blobs, and leftover files of interrupted packs and pulls."""
+
+    blobs_removed: int
+    leftovers_removed: int
+
+
 class LocalStore:
     """kit-compatible local storage rooted at a KitOps home directory."""
 
@@ -522,15 +530,15 @@ class LocalStore:
             roots.add(digest)
             write_atomic(self.storage / "kitops-flows-roots.json", json.dumps(sorted(roots)).encode())
 
-    def gc(self, stale_after: float = STALE_INGEST_AGE) -> int:
+    def gc(self, stale_after: float = STALE_INGEST_AGE) -> GcReport:
         """Delete blobs no manifest references, and ingest files untouched for ``stale_after`` seconds that no
-        download holds (what killed packs and pulls left). Returns the number of blobs removed."""
+        download holds (what killed packs and pulls left).
+
+        >>> LocalStore("/srv/kitops").gc()        # doctest: +SKIP
+        GcReport(blobs_removed=3, leftovers_removed=1)
+        """
         with self.lock():
-            removed = self._gc_locked()
-            swept = self._sweep_ingest(stale_after)
-        if swept:
-            LOG.info("Removed %d stale file(s) of interrupted packs/pulls from %s", swept, self.ingest_dir)
-        return removed
+            return GcReport(self._gc_locked(), self._sweep_ingest(stale_after))
 
     def _sweep_ingest(self, stale_after: float) -> int:
         """Unlink stale ingest files; a partial download whose ``<hex>.lock`` is flocked (being resumed) is kept."""

@@ -331,12 +331,12 @@ def test_gc_sweeps_stale_ingest_leftovers_but_keeps_fresh_and_locked_ones(tmp_pa
     for path in (stale_pack, stale_pull, stale_lock, busy_pull, busy_pull.with_suffix(".lock")):
         os.utime(path, (long_ago, long_ago))
     with open(busy_pull.with_suffix(".lock"), "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # what api._fetch_blob holds while it downloads
+        fcntl.flock(lock, fcntl.LOCK_EX)  # what LocalStore.download_lock holds during a download
         done = _cli(tmp_path / "home", "gc")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in _files(store.ingest_dir)) == sorted([fresh_pull.name, busy_pull.name,
                                                                       busy_pull.name + ".lock"])
-    assert "3 stale" in done.stdout + done.stderr
+    assert "and 3 leftover file(s)" in done.stdout  # (the layout blob put_bytes made is unreferenced)
 
 
 # -- 3. disk full -------------------------------------------------------------------------------------------

@@ -111,3 +111,18 @@ def test_sigkill_during_pack_leaves_a_consistent_store(tmp_path: Path) -> None:
     # re-running completes
     subprocess.run([sys.executable, "-c", PACK_SCRIPT, str(home), str(ctx), "repo/k", "1"], check=True, timeout=120)
     assert store.verify().ok
+
+
+def test_gc_removes_only_what_no_modelkit_references(tmp_path: Path) -> None:
+    from kitops_flows.api import KitOpsClient
+
+    _write_context(tmp_path / "ctx", files=3, size=1000)
+    kit = KitOpsClient(store=LocalStore(tmp_path / "home"))
+    kept = kit.pack(tmp_path / "ctx", reference="repo/k:v1", record_lineage=False)
+    orphan, _ = kit.store.put_bytes(b"an orphan blob nothing references")
+    report = kit.store.gc()
+    assert (report.blobs_removed, report.leftovers_removed) == (1, 0)
+    assert not kit.store.has_blob(orphan)
+    assert all(kit.store.has_blob(layer.digest) for layer in kept.layers)
+    assert kit.store.verify().ok
+    assert kit.store.gc().blobs_removed == 0  # nothing left to collect
