@@ -405,9 +405,9 @@ class KitOpsClient:
         client = self.registry_client(ref.registry)
         fetched = client.get_manifest(ref.repository, ref.reference)
         if fetched.media_type == OCI_INDEX:
-            raise ManifestError(
-                f"{ref} is an OCI index (a ModelKit index); pull one of its entries by digest instead"
-            )
+            from .modelindex import index_media_error
+
+            raise ManifestError(index_media_error(fetched.data, str(ref)))
         manifest = Manifest.from_bytes(fetched.data, f"manifest of {ref}")
         manifest.format  # raises "not a modelkit" early  # noqa: B018
         self._fetch_blob(client, ref.repository, manifest.config)
@@ -434,11 +434,17 @@ class KitOpsClient:
                     ingest.unlink(missing_ok=True)  # a partial download that cannot grow only holds space
                 raise self.store.write_error(e, f"blob {blob.digest} ({blob.size} bytes)") from None
 
-    def pull(self, reference: str) -> ModelKitDescriptor:
+    def pull(self, reference: str, *, labels: Mapping[str, str] | Sequence[str] | None = None) -> ModelKitDescriptor:
         """Download a ModelKit (every blob, verified) into the local store and tag it as in the registry.
 
-        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does.
+        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does. With ``labels`` the
+        reference names a ModelKit index: the one entry carrying those labels is pulled and tagged
+        locally with the index's tag (``kit pull -l``); see ``kitops_flows.indexes``.
         """
+        if labels:
+            from .indexes import pull_variant
+
+            return pull_variant(self, reference, labels)
         return self._pull(parse_reference(reference), chain=[])
 
     def _pull(self, ref: Reference, chain: list[str]) -> ModelKitDescriptor:
@@ -509,6 +515,7 @@ class KitOpsClient:
         existing: str = "error",
         write_kitfile: bool = True,
         include_remote: bool = False,
+        labels: Mapping[str, str] | Sequence[str] | None = None,
     ) -> UnpackResult:
         """Extract selected layers of a ModelKit into ``dest``.
 
@@ -517,7 +524,13 @@ class KitOpsClient:
         downstream task that needs the dataset never downloads the 5 GB model.
 
         >>> kit.unpack("reg.example.com/team/churn@sha256:…", "/data", filters=["datasets:train"])   # doctest: +SKIP
+
+        ``labels`` select one ModelKit of the index ``reference`` names (``kit unpack -l``).
         """
+        if labels:
+            from .indexes import select_variant
+
+            reference = select_variant(self, reference, labels)
         ref = parse_reference(reference)
         parsed = _parse_filter_list(filters)
         try:
@@ -551,9 +564,9 @@ class KitOpsClient:
         return result
 
     def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
-                   existing: str = "error") -> UnpackResult:
+                   existing: str = "error", labels: Mapping[str, str] | Sequence[str] | None = None) -> UnpackResult:
         """Fetch and extract only the layers ``filters`` select (no Kitfile written). Same as ``unpack``."""
-        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False)
+        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False, labels=labels)
 
     # -- S3 -----------------------------------------------------------------------------------------------
     def pack_if_changed(self, context_dir: Path | str, *, reference: str, sources: Mapping[str, object],
