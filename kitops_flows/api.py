@@ -570,15 +570,19 @@ class KitOpsClient:
         return pack_if_changed(self, context_dir, reference=reference, sources=sources,  # type: ignore[arg-type]
                                **pack_kwargs)
 
-    def unpack_to_s3(self, reference: str, filters: Sequence[str] | str | None,
-                     dest: str) -> S3UnpackResult:  # noqa: F821 - imported lazily (boto3 is optional)
+    def unpack_to_s3(self, reference: str, filters: Sequence[str] | str | None, dest: str, *,
+                     existing: str = "error", delete: bool = False,
+                     ) -> S3UnpackResult:  # noqa: F821 - imported lazily (boto3 is optional)
         """Extract the selected layers to ``s3://bucket/prefix/`` (verified first); returns an S3UnpackResult.
+
+        ``existing`` ("error", "overwrite", "skip") decides about keys holding other bytes; ``delete``
+        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3_write``).
 
         >>> kit.unpack_to_s3(mk.pinned, ["datasets:train"], "s3://serving/churn/")   # doctest: +SKIP
         """
         from .s3 import unpack_to_s3
 
-        return unpack_to_s3(self, reference, filters, dest)
+        return unpack_to_s3(self, reference, filters, dest, existing=existing, delete=delete)
 
     def download_remote_datasets(self, reference: str, dest: Path | str, *, overwrite: bool = False) -> list[Path]:
         """Fetch a ModelKit's ``remotePath: s3://`` datasets into ``dest`` (kit's ``--include-remote``), verified."""
