@@ -966,26 +966,8 @@ def _selected_layers(client: KitOpsClient, reference: str,
                      filters: Sequence[str] | str | None) -> tuple[list[PlannedLayer], str]:
     """Resolve the ModelKit (local store, else registry) and make sure the selected blobs are in the store."""
     from .api import _parse_filter_list
-    from .reference import parse_reference
-    from .unpack import select_layers
 
-    ref = parse_reference(reference)
-    try:
-        loaded = client._load_local(ref)  # noqa: SLF001 - same fetch path as KitOpsClient.unpack
-    except NotFoundError:
-        if ref.is_local_only:
-            raise
-        loaded = client._load_remote(ref)  # noqa: SLF001
-        client.store.put_bytes(loaded.manifest_bytes)
-        client.store.add_root(loaded.manifest_desc.digest)
-    planned = select_layers(loaded.kitfile, loaded.manifest, _parse_filter_list(filters), ref.display())
-    missing = [p.layer for p in planned if not client.store.has_blob(p.layer.digest, p.layer.size)]
-    if missing:
-        if ref.is_local_only:
-            raise NotFoundError(f"blobs of {ref.display()} are missing from the local store; run verify")
-        registry = client.registry_client(ref.registry)
-        for layer in {l.digest: l for l in missing}.values():
-            client._fetch_blob(registry, ref.repository, layer)  # noqa: SLF001
+    loaded, planned = client.source.selected_layers(reference, _parse_filter_list(filters))
     return planned, loaded.manifest_desc.digest
 
 
