@@ -382,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_diff
 
     cli_diff.register(sub, _network_flags)
+    from . import cli_s3
+
+    cli_s3.register(sub)
     return parser
 
 
