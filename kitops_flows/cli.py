@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_diff.register(sub, _network_flags)
     cli_index.register(sub, _network_flags)
+    from . import cli_s3
+
+    cli_s3.register(sub)
     return parser
 
 
