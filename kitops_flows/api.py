@@ -129,6 +129,7 @@ class KitOpsClient:
         parents: Sequence[str] = (),
         record_lineage: bool = True,
         push: bool = False,
+        use_model_pack: bool = False,
     ) -> ModelKitDescriptor:
         """Pack a directory into the local store (and push it when ``push``).
 
@@ -165,7 +166,7 @@ class KitOpsClient:
             extra.update(provenance.annotations())
         desc = _pack(
             self.store, context, kitfile=kf, reference=reference,
-            options=PackOptions(compression=compression, layer_format=layer_format),
+            options=PackOptions(compression=compression, layer_format=layer_format, use_model_pack=use_model_pack),
             annotations=extra, layer_sources=layer_sources,
         )
         if provenance is not None:
