@@ -31,7 +31,14 @@ from .pack import LayerSource, PackOptions, load_kitfile
 from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
 from .reference import Reference, parse_reference
-from .registry import RegistryClient, RegistryCredentials, RegistryHTTPError, RetryPolicy, resolve_credentials
+from .registry import (
+    ParallelDownload,
+    RegistryClient,
+    RegistryCredentials,
+    RegistryHTTPError,
+    RetryPolicy,
+    resolve_credentials,
+)
 from .sources import LoadedModelKit, ModelKitSource, require_registry
 from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
@@ -77,6 +84,7 @@ class KitOpsClient:
     progress: ProgressCallback | None = None
     s3_session: object | None = None  # a boto3.Session; None = boto3's default credential chain
     retry: RetryPolicy | None = None  # registry retries/backoff; None = RetryPolicy()'s defaults
+    parallel_download: ParallelDownload | None = None  # connections per big blob; None = ParallelDownload()
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -95,7 +103,7 @@ class KitOpsClient:
             creds = self._credentials_for(registry)
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
-                concurrency=self.concurrency, retry=self.retry,
+                concurrency=self.concurrency, retry=self.retry, parallel_download=self.parallel_download,
             )
         return self._clients[registry]
 
