@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
 from .filters import LayerFilter, parse_filters
@@ -35,6 +36,9 @@ from .reference import Reference, parse_reference
 from .registry import RegistryClient, RegistryCredentials, RegistryHTTPError, RetryPolicy, resolve_credentials
 from .store import NO_SPACE, Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
+
+if TYPE_CHECKING:
+    from .signing import KeySpec, SigningKey, SignResult, Verification, VerifyKey
 
 LOG = logging.getLogger("kitops_flows")
 MAX_MODEL_REF_CHAIN = 10  # kit's MaxModelRefChain
@@ -144,6 +148,7 @@ class KitOpsClient:
         parents: Sequence[str] = (),
         record_lineage: bool = True,
         push: bool = False,
+        sign: SigningKey | None = None,
     ) -> ModelKitDescriptor:
         """Pack a directory into the local store (and push it when ``push``).
 
@@ -190,7 +195,7 @@ class KitOpsClient:
         if push:
             if reference is None:
                 raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
-            return self.push(reference)
+            return self.push(reference, sign=sign)
         return desc
 
     def _load_local(self, ref: Reference) -> _Loaded:
@@ -289,10 +294,12 @@ class KitOpsClient:
         return self.store.verify()
 
     # -- registry: push ----------------------------------------------------------------------------------
-    def push(self, source: str, destination: str | None = None, *, immutable: bool | None = None) -> ModelKitDescriptor:
+    def push(self, source: str, destination: str | None = None, *, immutable: bool | None = None,
+             sign: SigningKey | None = None) -> ModelKitDescriptor:
         """Copy a local ModelKit to a registry: blobs (skipping those present), then the manifest, then tags.
 
         Tags are written last, so a registry never has a tag pointing at a manifest with missing blobs.
+        ``sign``: sign the pushed digest (and attest its provenance) with this key, see ``sign``.
         """
         src = parse_reference(source)
         dst = parse_reference(destination) if destination else src
@@ -319,6 +326,8 @@ class KitOpsClient:
         from .lineage import push_records
 
         push_records(self, loaded.manifest_desc, dst)
+        if sign is not None:
+            self.sign(f"{dst.repo_path}@{digest}", sign)
         return describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
 
     @staticmethod
@@ -434,19 +443,26 @@ class KitOpsClient:
                     ingest.unlink(missing_ok=True)  # a partial download that cannot grow only holds space
                 raise self.store.write_error(e, f"blob {blob.digest} ({blob.size} bytes)") from None
 
-    def pull(self, reference: str) -> ModelKitDescriptor:
+    def pull(self, reference: str, *, verify_key: KeySpec | None = None) -> ModelKitDescriptor:
         """Download a ModelKit (every blob, verified) into the local store and tag it as in the registry.
 
-        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does.
+        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does. ``verify_key``
+        (a public key, its path/PEM, or a ``SignaturePolicy``): refuse, before any layer is fetched,
+        a ModelKit (or parent) not signed by it.
         """
-        return self._pull(parse_reference(reference), chain=[])
+        return self._pull(parse_reference(reference), chain=[], policy=_policy(verify_key))
 
-    def _pull(self, ref: Reference, chain: list[str]) -> ModelKitDescriptor:
+    def _pull(self, ref: Reference, chain: list[str], policy: object = None) -> ModelKitDescriptor:
         if str(ref) in chain:
             raise KitopsError(f"found cycle in modelkit references: [{'=>'.join([*chain, str(ref)])}]")
         if len(chain) >= MAX_MODEL_REF_CHAIN:
             raise KitopsError(f"reached maximum number of model references ({MAX_MODEL_REF_CHAIN}) at {ref}")
-        loaded = self._load_remote(ref)
+        source = ref
+        if policy is not None:  # checked before any blob is fetched; then fetch the verified digest only
+            from .signing import verified_reference
+
+            source = verified_reference(self, ref, policy)  # type: ignore[arg-type]
+        loaded = self._load_remote(source)
         client = self.registry_client(ref.registry)
         layers = list({l.digest: l for l in loaded.manifest.layers}.values())
         self._parallel(lambda l: self._fetch_blob(client, ref.repository, l), layers)
@@ -457,7 +473,7 @@ class KitOpsClient:
         pull_records(self, desc, ref)  # provenance and downstream records travel with the ModelKit
         kf = loaded.kitfile
         if kf.model is not None and is_modelkit_reference(kf.model.path):
-            self._pull(parse_reference(kf.model.path), [*chain, str(ref)])
+            self._pull(parse_reference(kf.model.path), [*chain, str(ref)], policy)
         LOG.info("Pulled %s@%s", ref.repo_path, desc.digest)
         return describe(ref.registry, ref.repository, desc, loaded.manifest, kf, tags)
 
@@ -509,6 +525,7 @@ class KitOpsClient:
         existing: str = "error",
         write_kitfile: bool = True,
         include_remote: bool = False,
+        verify_key: KeySpec | None = None,
     ) -> UnpackResult:
         """Extract selected layers of a ModelKit into ``dest``.
 
@@ -516,9 +533,17 @@ class KitOpsClient:
         the manifest and config) are fetched from the registry into the store cache, so the
         downstream task that needs the dataset never downloads the 5 GB model.
 
+        ``verify_key`` (a public key, its path/PEM, or a ``SignaturePolicy``): the ModelKit must be
+        signed by it, checked in its registry before any layer is fetched or extracted.
+
         >>> kit.unpack("reg.example.com/team/churn@sha256:…", "/data", filters=["datasets:train"])   # doctest: +SKIP
         """
         ref = parse_reference(reference)
+        policy = _policy(verify_key)
+        if policy is not None:
+            from .signing import verified_reference
+
+            ref = verified_reference(self, ref, policy)
         parsed = _parse_filter_list(filters)
         try:
             loaded = self._load_local(ref)
@@ -551,9 +576,37 @@ class KitOpsClient:
         return result
 
     def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
-                   existing: str = "error") -> UnpackResult:
+                   existing: str = "error", verify_key: KeySpec | None = None) -> UnpackResult:
         """Fetch and extract only the layers ``filters`` select (no Kitfile written). Same as ``unpack``."""
-        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False)
+        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False,
+                           verify_key=verify_key)
+
+    # -- signatures ---------------------------------------------------------------------------------------
+    def sign(self, reference: str, key: SigningKey, *, mode: str = "auto", attest: bool = True) -> SignResult:
+        """Sign a pushed ModelKit, cosign-compatibly (``signing.sign_modelkit``); attests its provenance too.
+
+        >>> kit.sign("reg.example.com/team/churn:v3", load_private_key("cosign.key", pw))   # doctest: +SKIP
+        """
+        from .signing import sign_modelkit
+
+        return sign_modelkit(self, reference, key, mode=mode, attest=attest)
+
+    def verify_signature(self, reference: str, key: VerifyKey | KeySpec, *,
+                         attestation: bool = False) -> Verification:
+        """Check a ModelKit's signature (and with ``attestation`` its provenance attestation) in its registry.
+
+        Raises ``SignatureError`` with one line per rejected signature; see ``signing.verify``.
+        """
+        policy = _policy(key)
+        assert policy is not None
+        from .signing import verify_modelkit
+
+        result = verify_modelkit(self, reference, policy.keys)
+        if attestation or policy.require_attestation:
+            from .signing import verify_attestation
+
+            verify_attestation(self, result.reference, policy.keys)
+        return result
 
     # -- S3 -----------------------------------------------------------------------------------------------
     def pack_if_changed(self, context_dir: Path | str, *, reference: str, sources: Mapping[str, object],
@@ -598,6 +651,15 @@ def source_fingerprints(sources: Mapping[str, object], session: object | None = 
     from .s3 import source_fingerprints as fingerprints
 
     return fingerprints(sources, session=session)
+
+
+def _policy(value: object) -> object:
+    """``verify_key=`` as a SignaturePolicy (None: no check); imported lazily, like the S3 code."""
+    if value is None:
+        return None
+    from .signing import SignaturePolicy
+
+    return SignaturePolicy.of(value)  # type: ignore[arg-type]
 
 
 def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> list[LayerFilter]:
