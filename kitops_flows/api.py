@@ -376,14 +376,26 @@ class KitOpsClient:
         reporter.finish()
 
     # -- registry: pull ----------------------------------------------------------------------------------
-    def pull(self, reference: str, *, verify_key: KeySpec | None = None) -> ModelKitDescriptor:
+    def pull(self, reference: str, *, labels: Mapping[str, str] | Sequence[str] | None = None,
+             verify_key: KeySpec | None = None) -> ModelKitDescriptor:
         """Download a ModelKit (every blob, verified) into the local store and tag it as in the registry.
 
-        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does. ``verify_key``
+        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does. With ``labels`` the
+        reference names a ModelKit index: the one entry carrying those labels is pulled and tagged
+        locally with the index's tag (``kit pull -l``); see ``kitops_flows.indexes``. ``verify_key``
         (a public key, its path/PEM, or a ``SignaturePolicy``): refuse, before any layer is fetched,
-        a ModelKit (or parent) not signed by it.
+        a ModelKit (or parent, or the selected variant) not signed by it.
         """
-        return self._pull(parse_reference(reference), chain=[], policy=_policy(verify_key))
+        policy = _policy(verify_key)
+        if labels:
+            from .indexes import pull_variant, select_variant
+
+            if policy is not None:
+                from .signing import verified_reference
+
+                verified_reference(self, parse_reference(select_variant(self, reference, labels)), policy)  # type: ignore[arg-type]
+            return pull_variant(self, reference, labels)
+        return self._pull(parse_reference(reference), chain=[], policy=policy)
 
     def _pull(self, ref: Reference, chain: list[str], policy: object = None) -> ModelKitDescriptor:
         if str(ref) in chain:
@@ -456,6 +468,7 @@ class KitOpsClient:
         existing: str = "error",
         write_kitfile: bool = True,
         include_remote: bool = False,
+        labels: Mapping[str, str] | Sequence[str] | None = None,
         verify_key: KeySpec | None = None,
     ) -> UnpackResult:
         """Extract selected layers of a ModelKit into ``dest``.
@@ -468,7 +481,13 @@ class KitOpsClient:
         signed by it, checked in its registry before any layer is fetched or extracted.
 
         >>> kit.unpack("reg.example.com/team/churn@sha256:…", "/data", filters=["datasets:train"])   # doctest: +SKIP
+
+        ``labels`` select one ModelKit of the index ``reference`` names (``kit unpack -l``).
         """
+        if labels:
+            from .indexes import select_variant
+
+            reference = select_variant(self, reference, labels)
         ref = parse_reference(reference)
         policy = _policy(verify_key)
         if policy is not None:
@@ -491,9 +510,10 @@ class KitOpsClient:
         return result
 
     def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
-                   existing: str = "error", verify_key: KeySpec | None = None) -> UnpackResult:
+                   existing: str = "error", labels: Mapping[str, str] | Sequence[str] | None = None,
+                   verify_key: KeySpec | None = None) -> UnpackResult:
         """Fetch and extract only the layers ``filters`` select (no Kitfile written). Same as ``unpack``."""
-        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False,
+        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False, labels=labels,
                            verify_key=verify_key)
 
     # -- signatures ---------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def _kitfile_arg(value: str) -> Path | object:
 def cmd_unpack(args: argparse.Namespace, kit: KitOpsClient) -> int:
     existing = "overwrite" if args.overwrite else "ignore" if args.ignore_existing else "error"
     result = kit.unpack(args.reference, args.dir, filters=args.filter or None, existing=existing,
-                        include_remote=args.include_remote)
+                        include_remote=args.include_remote, labels=getattr(args, "label", None))
     for path in result.paths:
         print(path)
     return 0
@@ -82,7 +82,7 @@ def cmd_push(args: argparse.Namespace, kit: KitOpsClient) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, kit: KitOpsClient) -> int:
-    desc = kit.pull(args.reference)
+    desc = kit.pull(args.reference, labels=getattr(args, "label", None))
     print(desc.pinned)
     return 0
 
@@ -381,9 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("version", cmd_version, "Print the version", "kitops-flows version")
 
-    from . import cli_diff
+    from . import cli_diff, cli_index
 
     cli_diff.register(sub, _network_flags)
+    cli_index.register(sub, _network_flags)
+    from . import cli_s3
+
+    cli_s3.register(sub)
     return parser
 
 
