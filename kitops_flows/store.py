@@ -507,6 +507,9 @@ class LocalStore:
         problems: list[str] = []
         roots = {d.digest for repo in self.list_repos() for d in self._repo_manifests(repo)}
         roots |= self._extra_roots()
+        from .indexstore import LocalIndexStore  # ModelKit indexes: kept, but they are not ModelKit manifests
+
+        keep |= LocalIndexStore(self).digests()
         for digest in roots:
             keep.add(digest)
             try:
