@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
 from .filters import LayerFilter, parse_filters
@@ -35,6 +36,9 @@ from .registry import RegistryClient, RegistryCredentials, RegistryHTTPError, Re
 from .sources import LoadedModelKit, ModelKitSource, require_registry
 from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
+
+if TYPE_CHECKING:
+    from .signing import KeySpec, SigningKey, SignResult, Verification, VerifyKey
 
 LOG = logging.getLogger("kitops_flows")
 MAX_MODEL_REF_CHAIN = 10  # kit's MaxModelRefChain
@@ -129,6 +133,7 @@ class KitOpsClient:
         parents: Sequence[str] = (),
         record_lineage: bool = True,
         push: bool = False,
+        sign: SigningKey | None = None,
         previous: Sequence[str | ModelKitDescriptor] = (),
         inputs_fingerprint: str = "",
     ) -> ModelKitDescriptor:
@@ -187,7 +192,7 @@ class KitOpsClient:
         if push:
             if reference is None:
                 raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
-            return self.push(reference)
+            return self.push(reference, sign=sign)
         return desc
 
     def describe(self, reference: str) -> ModelKitDescriptor:
@@ -278,18 +283,20 @@ class KitOpsClient:
         return self.store.verify()
 
     # -- registry: push ----------------------------------------------------------------------------------
-    def push(self, source: str, destination: str | None = None, *, immutable: bool | None = None) -> ModelKitDescriptor:
+    def push(self, source: str, destination: str | None = None, *, immutable: bool | None = None,
+             sign: SigningKey | None = None) -> ModelKitDescriptor:
         """Copy a local ModelKit to a registry: blobs (skipping those present), then the manifest, then tags.
 
         Tags are written last, so a registry never has a tag pointing at a manifest with missing blobs.
         A tag already holding this digest is left alone (also with immutable tags), and a repository
         already holding the manifest gets no blob requests: re-pushing unchanged content is a no-op
         apart from new lineage records. ``push_result`` also says what the push changed.
+        ``sign``: sign the pushed digest (and attest its provenance) with this key, see ``sign``.
         """
-        return self.push_result(source, destination, immutable=immutable).descriptor
+        return self.push_result(source, destination, immutable=immutable, sign=sign).descriptor
 
     def push_result(self, source: str, destination: str | None = None, *,
-                    immutable: bool | None = None) -> PushResult:
+                    immutable: bool | None = None, sign: SigningKey | None = None) -> PushResult:
         """``push``, returning what it changed: whether the digest was new to the repository, tags moved, uploads.
 
         >>> res = kit.push_result("reg.example.com/team/churn:v3")     # doctest: +SKIP
@@ -329,6 +336,8 @@ class KitOpsClient:
         from .lineage import push_records
 
         push_records(self, loaded.manifest_desc, dst)
+        if sign is not None:
+            self.sign(f"{dst.repo_path}@{digest}", sign)
         desc = describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
         return PushResult(desc, new_to_repository=not present, moved_tags=tuple(to_tag),
                           blobs_uploaded=len(uploaded))
@@ -406,20 +415,39 @@ class KitOpsClient:
             uploaded.append(blob.digest)
 
     # -- registry: pull ----------------------------------------------------------------------------------
-    def pull(self, reference: str) -> ModelKitDescriptor:
+    def pull(self, reference: str, *, labels: Mapping[str, str] | Sequence[str] | None = None,
+             verify_key: KeySpec | None = None) -> ModelKitDescriptor:
         """Download a ModelKit (every blob, verified) into the local store and tag it as in the registry.
 
-        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does.
+        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does. With ``labels`` the
+        reference names a ModelKit index: the one entry carrying those labels is pulled and tagged
+        locally with the index's tag (``kit pull -l``); see ``kitops_flows.indexes``. ``verify_key``
+        (a public key, its path/PEM, or a ``SignaturePolicy``): refuse, before any layer is fetched,
+        a ModelKit (or parent, or the selected variant) not signed by it.
         """
-        return self._pull(parse_reference(reference), chain=[])
+        policy = _policy(verify_key)
+        if labels:
+            from .indexes import pull_variant, select_variant
 
-    def _pull(self, ref: Reference, chain: list[str]) -> ModelKitDescriptor:
+            if policy is not None:
+                from .signing import verified_reference
+
+                verified_reference(self, parse_reference(select_variant(self, reference, labels)), policy)  # type: ignore[arg-type]
+            return pull_variant(self, reference, labels)
+        return self._pull(parse_reference(reference), chain=[], policy=policy)
+
+    def _pull(self, ref: Reference, chain: list[str], policy: object = None) -> ModelKitDescriptor:
         if str(ref) in chain:
             raise KitopsError(f"found cycle in modelkit references: [{'=>'.join([*chain, str(ref)])}]")
         if len(chain) >= MAX_MODEL_REF_CHAIN:
             raise KitopsError(f"reached maximum number of model references ({MAX_MODEL_REF_CHAIN}) at {ref}")
-        loaded = self.source.load_remote(ref)
-        self.source.ensure_blobs(ref, loaded.manifest.layers)
+        source = ref
+        if policy is not None:  # checked before any blob is fetched; then fetch the verified digest only
+            from .signing import verified_reference
+
+            source = verified_reference(self, ref, policy)  # type: ignore[arg-type]
+        loaded = self.source.load_remote(source)
+        self.source.ensure_blobs(source, loaded.manifest.layers)
         tags = [] if ref.is_digest else [ref.reference]
         desc = self.store.put_manifest(ref.repo_path, loaded.manifest_bytes, tags)
         from .lineage import pull_records
@@ -427,7 +455,7 @@ class KitOpsClient:
         pull_records(self, desc, ref)  # provenance and downstream records travel with the ModelKit
         kf = loaded.kitfile
         if kf.model is not None and is_modelkit_reference(kf.model.path):
-            self._pull(parse_reference(kf.model.path), [*chain, str(ref)])
+            self._pull(parse_reference(kf.model.path), [*chain, str(ref)], policy)
         LOG.info("Pulled %s@%s", ref.repo_path, desc.digest)
         return describe(ref.registry, ref.repository, desc, loaded.manifest, kf, tags)
 
@@ -479,6 +507,8 @@ class KitOpsClient:
         existing: str = "error",
         write_kitfile: bool = True,
         include_remote: bool = False,
+        labels: Mapping[str, str] | Sequence[str] | None = None,
+        verify_key: KeySpec | None = None,
     ) -> UnpackResult:
         """Extract selected layers of a ModelKit into ``dest``.
 
@@ -486,9 +516,23 @@ class KitOpsClient:
         the manifest and config) are fetched from the registry into the store cache, so the
         downstream task that needs the dataset never downloads the 5 GB model.
 
+        ``verify_key`` (a public key, its path/PEM, or a ``SignaturePolicy``): the ModelKit must be
+        signed by it, checked in its registry before any layer is fetched or extracted.
+
         >>> kit.unpack("reg.example.com/team/churn@sha256:…", "/data", filters=["datasets:train"])   # doctest: +SKIP
+
+        ``labels`` select one ModelKit of the index ``reference`` names (``kit unpack -l``).
         """
+        if labels:
+            from .indexes import select_variant
+
+            reference = select_variant(self, reference, labels)
         ref = parse_reference(reference)
+        policy = _policy(verify_key)
+        if policy is not None:
+            from .signing import verified_reference
+
+            ref = verified_reference(self, ref, policy)
         parsed = _parse_filter_list(filters)
         loaded, _ = self.source.selected_layers(ref, parsed)
         result = unpack_layers(
@@ -505,9 +549,38 @@ class KitOpsClient:
         return result
 
     def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
-                   existing: str = "error") -> UnpackResult:
+                   existing: str = "error", labels: Mapping[str, str] | Sequence[str] | None = None,
+                   verify_key: KeySpec | None = None) -> UnpackResult:
         """Fetch and extract only the layers ``filters`` select (no Kitfile written). Same as ``unpack``."""
-        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False)
+        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False, labels=labels,
+                           verify_key=verify_key)
+
+    # -- signatures ---------------------------------------------------------------------------------------
+    def sign(self, reference: str, key: SigningKey, *, mode: str = "auto", attest: bool = True) -> SignResult:
+        """Sign a pushed ModelKit, cosign-compatibly (``signing.sign_modelkit``); attests its provenance too.
+
+        >>> kit.sign("reg.example.com/team/churn:v3", load_private_key("cosign.key", pw))   # doctest: +SKIP
+        """
+        from .signing import sign_modelkit
+
+        return sign_modelkit(self, reference, key, mode=mode, attest=attest)
+
+    def verify_signature(self, reference: str, key: VerifyKey | KeySpec, *,
+                         attestation: bool = False) -> Verification:
+        """Check a ModelKit's signature (and with ``attestation`` its provenance attestation) in its registry.
+
+        Raises ``SignatureError`` with one line per rejected signature; see ``signing.verify``.
+        """
+        policy = _policy(key)
+        assert policy is not None
+        from .signing import verify_modelkit
+
+        result = verify_modelkit(self, reference, policy.keys)
+        if attestation or policy.require_attestation:
+            from .signing import verify_attestation
+
+            verify_attestation(self, result.reference, policy.keys)
+        return result
 
     # -- S3 -----------------------------------------------------------------------------------------------
     def pack_if_changed(self, context_dir: Path | str, *, reference: str, sources: Mapping[str, object] | None = None,
@@ -555,6 +628,15 @@ def source_fingerprints(sources: Mapping[str, object], session: object | None = 
     from .s3 import source_fingerprints as fingerprints
 
     return fingerprints(sources, session=session)
+
+
+def _policy(value: object) -> object:
+    """``verify_key=`` as a SignaturePolicy (None: no check); imported lazily, like the S3 code."""
+    if value is None:
+        return None
+    from .signing import SignaturePolicy
+
+    return SignaturePolicy.of(value)  # type: ignore[arg-type]
 
 
 def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> list[LayerFilter]:

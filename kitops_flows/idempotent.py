@@ -282,13 +282,14 @@ def pack_and_push(
             LOG.info("Inputs unchanged since %s: not packing", current.pinned)
             desc = client.resolve(current.pinned)
             return PackOutcome(replace(desc, tags=(ref.reference,)), packed=False, fingerprint=fingerprint)
+    sign = pack_kwargs.pop("sign", None)
     desc = client.pack(context, kitfile=kf, reference=reference, sources=sources or None,
                        inputs_fingerprint=fingerprint, **pack_kwargs)
     if not push:
         return PackOutcome(desc, packed=True, fingerprint=fingerprint)
     if reference is None:
         raise KitopsError("push=True needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
-    result = client.push_result(reference)
+    result = client.push_result(reference, sign=sign)
     return PackOutcome(result.descriptor, packed=True, push=result, fingerprint=fingerprint)
 
 
