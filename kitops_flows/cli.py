@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import __version__
 from .api import KitOpsClient, ListEntry
+from .cli_sign import register as register_signing
 from .errors import KitopsError
 from .store import LocalStore, default_kitops_home
 
@@ -221,7 +222,7 @@ def cmd_lineage(args: argparse.Namespace, kit: KitOpsClient) -> int:
 def cmd_promote(args: argparse.Namespace, kit: KitOpsClient) -> int:
     from .lineage import promote
 
-    event = promote(kit, args.reference, args.stage)
+    event = promote(kit, args.reference, args.stage, require_signature=args.require_signature)
     moved = f" (was {event.previous})" if event.previous and event.previous != event.digest else ""
     print(f"Promoted {event.repository}@{event.digest} to {event.stage}{moved}", file=sys.stderr)
     print(json.dumps(event.to_dict(), indent=2))
@@ -235,8 +236,9 @@ def cmd_history(args: argparse.Namespace, kit: KitOpsClient) -> int:
     if args.format == "json":
         print(json.dumps([e.to_dict() for e in events], indent=2))
         return 0
-    header = ("TIME", "STAGE", "DIGEST", "PREVIOUS", "USER")
-    rows = [(e.time, e.stage, e.digest, e.previous or "<none>", e.user or "<none>") for e in events]
+    header = ("TIME", "STAGE", "DIGEST", "PREVIOUS", "USER", "SIGNED BY")
+    rows = [(e.time, e.stage, e.digest, e.previous or "<none>", e.user or "<none>", e.signed_by or "<unchecked>")
+            for e in events]
     widths = [max(len(x[i]) for x in [header, *rows]) for i in range(len(header))]
     for line in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
@@ -337,8 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--remote", action="store_true", help="delete in the registry")
     _network_flags(p)
 
-    add("verify", cmd_verify, "Re-hash every blob and check every manifest and tag in the local store",
-        "kitops-flows verify")
+    register_signing(add, _network_flags, local_verify=cmd_verify)  # generate-key-pair, sign, verify
     add("gc", cmd_gc, "Delete blobs no ModelKit references", "kitops-flows gc")
 
     p = add("init", cmd_init, "Generate a Kitfile for a directory", "kitops-flows init ./churn --name churn")
@@ -372,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
             "kitops-flows promote reg.example.com/team/churn:v3 production")
     p.add_argument("reference")
     p.add_argument("stage", choices=("staging", "production", "retired"))
+    p.add_argument("--require-signature", metavar="KEY.pub", help="refuse unless signed by this public key")
     _network_flags(p)
 
     p = add("history", cmd_history, "Show the stage moves of a repository, newest first",
