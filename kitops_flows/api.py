@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
+from .errors import KitopsError, NotFoundError, NotInLocalStoreError, RegistryError, TagExistsError
 from .filters import LayerFilter, parse_filters
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
@@ -35,6 +35,7 @@ from .reference import Reference, parse_reference
 from .registry import RegistryClient, RegistryCredentials, RegistryHTTPError, RetryPolicy, resolve_credentials
 from .store import NO_SPACE, Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
+from .worker_store import not_in_store
 
 LOG = logging.getLogger("kitops_flows")
 MAX_MODEL_REF_CHAIN = 10  # kit's MaxModelRefChain
@@ -297,7 +298,12 @@ class KitOpsClient:
         src = parse_reference(source)
         dst = parse_reference(destination) if destination else src
         self._remote(dst, "push")
-        loaded = self._load_local(src)
+        try:
+            loaded = self._load_local(src)
+        except NotInLocalStoreError:
+            raise
+        except NotFoundError:
+            raise not_in_store(src.display(), self.store.home, f"push {src.display()}", local_only=False) from None
         client = self.registry_client(dst.registry)
         repo, digest = dst.repository, loaded.manifest_desc.digest
         tags = dst.tags if destination else (src.tags or [])
@@ -468,7 +474,7 @@ class KitOpsClient:
             return self.describe(reference)
         except NotFoundError:
             if ref.is_local_only:
-                raise
+                raise not_in_store(ref.display(), self.store.home, f"resolve {ref.display()}", local_only=True) from None
         loaded = self._load_remote(ref, fetch_config_only=True)
         tags = [] if ref.is_digest else [ref.reference]
         return describe(ref.registry, ref.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
@@ -524,7 +530,7 @@ class KitOpsClient:
             loaded = self._load_local(ref)
         except NotFoundError:
             if ref.is_local_only:
-                raise
+                raise not_in_store(ref.display(), self.store.home, f"unpack {ref.display()}", local_only=True) from None
             loaded = self._load_remote(ref)
             self.store.put_bytes(loaded.manifest_bytes)
             self.store.add_root(loaded.manifest_desc.digest)  # keep the cached layers out of gc

@@ -16,6 +16,7 @@ Register the block type with the server: ``prefect block register -m kitops_flow
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from kitops_flows.api import KitOpsClient, ProgressCallback, RegistryCredentials
 from kitops_flows.errors import KitopsError
+from kitops_flows.worker_store import render_kitops_home
 
 
 class KitOpsRegistry(CredentialsBlock):
@@ -57,7 +59,9 @@ class KitOpsRegistry(CredentialsBlock):
     )
     kitops_home: str | None = Field(
         default=None,
-        description="Local ModelKit store (KITOPS_HOME); empty: $KITOPS_HOME or kit's default.",
+        description="Local ModelKit store (KITOPS_HOME); empty: $KITOPS_HOME or kit's default. A template per "
+        "task run on separate workers: /scratch/kitops/{task_name}, {tmp}/kitops/{pid}; or 'ephemeral' for a "
+        "throwaway store per task.",
     )
 
     @model_validator(mode="before")
@@ -85,15 +89,19 @@ class KitOpsRegistry(CredentialsBlock):
             return None
         return RegistryCredentials(self.username, self.password.get_secret_value() if self.password else "")
 
-    def get_client(self, progress: ProgressCallback | None = None) -> KitOpsClient:  # type: ignore[override]
+    def get_client(self, progress: ProgressCallback | None = None, *,  # type: ignore[override]
+                   cleanup: ExitStack | None = None, **task_fields: object) -> KitOpsClient:
         """A fresh ``KitOpsClient``: the block's credentials apply to its registry only, in memory only.
+
+        ``kitops_home`` is a template filled with ``task_fields`` (``stores.task_fields()`` inside a task);
+        an ``ephemeral`` store is removed when ``cleanup`` closes.
 
         >>> KitOpsRegistry(registry="127.0.0.1:5000", plain_http=True).get_client().plain_http
         True
         """
         creds = self.credentials()
         return KitOpsClient.from_home(
-            self.kitops_home,
+            render_kitops_home(self.kitops_home, cleanup=cleanup, **task_fields),
             plain_http=self.plain_http,
             tls_verify=self.tls_verify,
             credentials={self.registry: creds} if self.registry and creds else None,

@@ -37,6 +37,7 @@ from prefect.context import TaskRunContext
 import kitops_flows
 from kitops_flows.api import source_fingerprints
 from kitops_flows.digests import file_digest
+from kitops_flows.worker_store import EPHEMERAL
 
 from .blocks import KitOpsRegistry, resolve_registry
 
@@ -143,6 +144,8 @@ def modelkit_inputs_key(inputs: Mapping[str, Any]) -> str | None:
     if not inputs.get("push"):
         registry = inputs.get("registry")
         home = registry.kitops_home if isinstance(registry, KitOpsRegistry) else None
+        if home and ("{" in home or home.strip() == EPHEMERAL):
+            return None  # a store per task run: an earlier run's unpushed ModelKit is not in this one's store
         doc["store"] = str(home or os.environ.get("KITOPS_HOME", "")) or "default"
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
