@@ -24,9 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from kitops_flows.api import KitOpsClient, ModelKitDescriptor, RegistryCredentials, UnpackResult
+from kitops_flows.aws import S3ClientFactory
 from kitops_flows.errors import KitopsError
 from kitops_flows.lineage import StageEvent, promote
 from kitops_flows.worker_store import render_kitops_home
@@ -51,6 +53,11 @@ class KitRegistryResource(ConfigurableResource):
     repository_prefix: str = Field(default="", description="Prepended to repositories derived from asset keys.")
     immutable_tags: bool = Field(default=False, description="Refuse to move an existing tag to another digest.")
     concurrency: int = Field(default=4, description="Parallel blob transfers.")
+    s3: S3Resource | None = Field(
+        default=None,
+        description="dagster-aws S3Resource whose credentials/endpoint read and write s3:// data; None = boto3's "
+        "default chain.",
+    )
 
     def get_client(self, **step_fields: object) -> KitOpsClient:
         """A new client for this registry; cheap, and holds no state shared between runs.
@@ -71,8 +78,14 @@ class KitRegistryResource(ConfigurableResource):
         return KitOpsClient.from_home(
             render_kitops_home(self.kitops_home, **fields), plain_http=self.plain_http,
             tls_verify=self.tls_verify, credentials=credentials, concurrency=self.concurrency,
-            immutable_tags=self.immutable_tags,
+            immutable_tags=self.immutable_tags, s3_session=self._s3_factory(),
         )
+
+    def _s3_factory(self) -> S3ClientFactory | None:
+        s3 = self.s3
+        if s3 is None:
+            return None
+        return S3ClientFactory(lambda _config: s3.get_client(), "KitRegistryResource.s3 (S3Resource)")
 
     # -- naming --------------------------------------------------------------------------------------
     def repository_for(self, asset_key_path: Sequence[str]) -> str:
