@@ -16,7 +16,6 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,15 +24,16 @@ from .filters import LayerFilter, parse_filters
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
 from .lineage import RunContext
-from .manifest import ANNOTATION_CLI_VERSION, Manifest, ManifestError, kitfile_from_manifest
-from .mediatypes import OCI_INDEX, OCI_MANIFEST
+from .manifest import ANNOTATION_CLI_VERSION, ManifestError
+from .mediatypes import OCI_MANIFEST
 from .modelkit import LayerSummary, ModelKitDescriptor, describe
 from .pack import LayerSource, PackOptions, load_kitfile
 from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
 from .reference import Reference, parse_reference
 from .registry import RegistryClient, RegistryCredentials, RegistryHTTPError, RetryPolicy, resolve_credentials
-from .store import NO_SPACE, Descriptor, LocalStore, VerifyReport
+from .sources import LoadedModelKit, ModelKitSource, require_registry
+from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
 from .worker_store import not_in_store
 
@@ -57,18 +57,6 @@ class ListEntry:
     def to_dict(self) -> dict[str, object]:
         return {"repo": self.repo, "digest": self.digest, "tags": list(self.tags), "modelName": self.model_name,
                 "size": self.size, "author": self.author}
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    """A resolved ModelKit: where it is, its manifest and Kitfile."""
-
-    ref: Reference
-    manifest_desc: Descriptor
-    manifest_bytes: bytes
-    manifest: Manifest
-    kitfile: Kitfile
-    kitfile_in_artifact: bool
 
 
 @dataclass
@@ -112,6 +100,11 @@ class KitOpsClient:
             )
         return self._clients[registry]
 
+    @property
+    def source(self) -> ModelKitSource:
+        """Where this client's ModelKits come from: its store, and registries through ``registry_client``."""
+        return ModelKitSource(self.store, self.registry_client, progress=self.progress, concurrency=self.concurrency)
+
     def _credentials_for(self, registry: str) -> RegistryCredentials | None:
         if isinstance(self.credentials, RegistryCredentials):
             return self.credentials
@@ -121,14 +114,6 @@ class KitOpsClient:
 
     def _reporter(self, label: str, total: int | None) -> ProgressReporter:
         return ProgressReporter(label, total=total, on_update=self.progress)
-
-    @staticmethod
-    def _remote(ref: Reference, action: str) -> None:
-        if ref.is_local_only:
-            raise KitopsError(
-                f"cannot {action} {ref.display()}: it names no registry. Use a reference such as "
-                f"registry.example.com/{ref.repository}:{ref.tag or 'latest'}"
-            )
 
     # -- pack / local store ---------------------------------------------------------------------------
     def pack(
@@ -194,18 +179,10 @@ class KitOpsClient:
             return self.push(reference)
         return desc
 
-    def _load_local(self, ref: Reference) -> _Loaded:
-        desc = self.store.resolve(ref)
-        data = self.store.read_blob(desc.digest, desc.size)
-        manifest = Manifest.from_bytes(data, f"manifest of {ref.display()}")
-        config = self.store.read_blob(manifest.config.digest, manifest.config.size)
-        kitfile, in_artifact = kitfile_from_manifest(manifest, config, ref.display())
-        return _Loaded(ref, desc, data, manifest, kitfile, in_artifact)
-
     def describe(self, reference: str) -> ModelKitDescriptor:
         """Descriptor of a ModelKit in the local store."""
         ref = parse_reference(reference)
-        loaded = self._load_local(ref)
+        loaded = self.source.load_local(ref)
         tags = self.store.tags_of(ref.repo_path, loaded.manifest_desc.digest)
         return describe(ref.registry, ref.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
 
@@ -218,7 +195,7 @@ class KitOpsClient:
         entries = []
         for entry in self.store.list_entries(parse_reference(repository).repo_path if repository else None):
             try:
-                loaded = self._load_local(Reference(*entry.repo_path.split("/", 1), entry.descriptor.digest))
+                loaded = self.source.load_local(Reference(*entry.repo_path.split("/", 1), entry.descriptor.digest))
             except (KitopsError, ManifestError) as e:
                 LOG.warning("skipping %s@%s: %s", entry.repo_path, entry.descriptor.digest, e)
                 continue
@@ -235,14 +212,14 @@ class KitOpsClient:
         out = []
         for digest, tags in rows.items():
             try:
-                loaded = self._load_remote(ref.with_reference(digest), fetch_config_only=True)
+                loaded = self.source.load_remote(ref.with_reference(digest))
             except (KitopsError, ManifestError):
                 continue  # not a ModelKit (kit's list skips those too)
             out.append(self._list_entry(ref.repo_path, digest, tuple(sorted(tags)), loaded))
         return out
 
     @staticmethod
-    def _list_entry(repo_path: str, digest: str, tags: Iterable[str], loaded: _Loaded) -> ListEntry:
+    def _list_entry(repo_path: str, digest: str, tags: Iterable[str], loaded: LoadedModelKit) -> ListEntry:
         kf = loaded.kitfile
         size = sum(l.size for l in loaded.manifest.layers)
         return ListEntry(
@@ -254,7 +231,7 @@ class KitOpsClient:
     def inspect(self, reference: str, *, remote: bool = False) -> dict[str, object]:
         """``kit inspect``: ``{"digest", "cliVersion", "kitfile", "manifest"}``."""
         ref = parse_reference(reference)
-        loaded = self._load_remote(ref, fetch_config_only=True) if remote else self._load_local(ref)
+        loaded = self.source.load_remote(ref) if remote else self.source.load_local(ref)
         return {
             "digest": loaded.manifest_desc.digest,
             "cliVersion": loaded.manifest.annotations.get(ANNOTATION_CLI_VERSION, ""),
@@ -265,7 +242,7 @@ class KitOpsClient:
     def info(self, reference: str, *, remote: bool = False) -> Kitfile:
         """``kit info``: the Kitfile of a ModelKit."""
         ref = parse_reference(reference)
-        return (self._load_remote(ref, fetch_config_only=True) if remote else self._load_local(ref)).kitfile
+        return (self.source.load_remote(ref) if remote else self.source.load_local(ref)).kitfile
 
     def tag(self, source: str, destination: str) -> ModelKitDescriptor:
         """``kit tag``: add a local tag (across repositories too)."""
@@ -277,7 +254,7 @@ class KitOpsClient:
         ref = parse_reference(reference)
         if not remote:
             return self.store.remove(ref, force=force)
-        self._remote(ref, "remove")
+        require_registry(ref, "remove")
         client = self.registry_client(ref.registry)
         digest = ref.digest or client.manifest_digest(ref.repository, ref.reference)
         if digest is None:
@@ -297,9 +274,9 @@ class KitOpsClient:
         """
         src = parse_reference(source)
         dst = parse_reference(destination) if destination else src
-        self._remote(dst, "push")
+        require_registry(dst, "push")
         try:
-            loaded = self._load_local(src)
+            loaded = self.source.load_local(src)
         except NotInLocalStoreError:
             raise
         except NotFoundError:
@@ -313,7 +290,7 @@ class KitOpsClient:
                 self._refuse_to_move(client, dst, tag, digest)
         blobs = list({b.digest: b for b in loaded.manifest.blobs()}.values())
         mount_from = self._known_remote_copy(dst, digest)
-        self._parallel(lambda b: self._push_blob(client, repo, b, mount_from), blobs)
+        self.source.parallel(lambda b: self._push_blob(client, repo, b, mount_from), blobs)
         self._put_manifest(client, repo, digest, loaded.manifest_bytes, blobs, mount_from)
         for tag in tags:
             # again: another push may have taken the tag while we uploaded
@@ -374,7 +351,7 @@ class KitOpsClient:
                 LOG.info("Registry reported a blob of %s:%s unknown (%s); checking blobs and retrying", repo,
                          reference, e)
             time.sleep(0.1 * 2**attempt)
-            self._parallel(lambda b: self._push_blob(client, repo, b, mount_from), blobs)
+            self.source.parallel(lambda b: self._push_blob(client, repo, b, mount_from), blobs)
 
     def _known_remote_copy(self, dst: Reference, digest: str) -> str | None:
         """Another repository of the destination registry known (from the local store) to hold this ModelKit.
@@ -395,51 +372,7 @@ class KitOpsClient:
         client.push_blob(repo, blob.digest, blob.size, lambda: open(path, "rb"), progress=reporter, mount_from=mount_from)
         reporter.finish()
 
-    def _parallel(self, fn, items: Sequence) -> None:  # type: ignore[no-untyped-def]
-        if len(items) <= 1 or self.concurrency <= 1:
-            for item in items:
-                fn(item)
-            return
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-            for future in [pool.submit(fn, item) for item in items]:
-                future.result()  # re-raise the first failure
-
     # -- registry: pull ----------------------------------------------------------------------------------
-    def _load_remote(self, ref: Reference, *, fetch_config_only: bool = False) -> _Loaded:
-        """Fetch and verify the manifest and config (into the store cache); the layers are not fetched."""
-        self._remote(ref, "pull")
-        client = self.registry_client(ref.registry)
-        fetched = client.get_manifest(ref.repository, ref.reference)
-        if fetched.media_type == OCI_INDEX:
-            raise ManifestError(
-                f"{ref} is an OCI index (a ModelKit index); pull one of its entries by digest instead"
-            )
-        manifest = Manifest.from_bytes(fetched.data, f"manifest of {ref}")
-        manifest.format  # raises "not a modelkit" early  # noqa: B018
-        self._fetch_blob(client, ref.repository, manifest.config)
-        config = self.store.read_blob(manifest.config.digest, manifest.config.size)
-        kitfile, in_artifact = kitfile_from_manifest(manifest, config, str(ref))
-        desc = Descriptor(OCI_MANIFEST, fetched.digest, len(fetched.data))
-        return _Loaded(ref, desc, fetched.data, manifest, kitfile, in_artifact)
-
-    def _fetch_blob(self, client: RegistryClient, repo: str, blob: Descriptor) -> None:
-        """Download a blob into the store unless it is there already (content-addressed cache)."""
-        if self.store.has_blob(blob.digest, blob.size):
-            return
-        ingest = self.store.ingest_path(blob.digest)
-        with self.store.download_lock(blob.digest):  # one downloader per blob across processes
-            try:
-                if self.store.has_blob(blob.digest, blob.size):
-                    return
-                reporter = self._reporter(f"pull {blob.digest[:19]}", blob.size)
-                client.fetch_blob(repo, blob.digest, blob.size, ingest, progress=reporter)
-                reporter.finish()
-                self.store.commit_file(ingest, blob.digest, blob.size, verified=True)
-            except OSError as e:  # disk full, quota, read-only store: say where, and give the space back
-                if e.errno in NO_SPACE:
-                    ingest.unlink(missing_ok=True)  # a partial download that cannot grow only holds space
-                raise self.store.write_error(e, f"blob {blob.digest} ({blob.size} bytes)") from None
-
     def pull(self, reference: str) -> ModelKitDescriptor:
         """Download a ModelKit (every blob, verified) into the local store and tag it as in the registry.
 
@@ -452,10 +385,8 @@ class KitOpsClient:
             raise KitopsError(f"found cycle in modelkit references: [{'=>'.join([*chain, str(ref)])}]")
         if len(chain) >= MAX_MODEL_REF_CHAIN:
             raise KitopsError(f"reached maximum number of model references ({MAX_MODEL_REF_CHAIN}) at {ref}")
-        loaded = self._load_remote(ref)
-        client = self.registry_client(ref.registry)
-        layers = list({l.digest: l for l in loaded.manifest.layers}.values())
-        self._parallel(lambda l: self._fetch_blob(client, ref.repository, l), layers)
+        loaded = self.source.load_remote(ref)
+        self.source.ensure_blobs(ref, loaded.manifest.layers)
         tags = [] if ref.is_digest else [ref.reference]
         desc = self.store.put_manifest(ref.repo_path, loaded.manifest_bytes, tags)
         from .lineage import pull_records
@@ -475,14 +406,14 @@ class KitOpsClient:
         except NotFoundError:
             if ref.is_local_only:
                 raise not_in_store(ref.display(), self.store.home, f"resolve {ref.display()}", local_only=True) from None
-        loaded = self._load_remote(ref, fetch_config_only=True)
+        loaded = self.source.load_remote(ref)
         tags = [] if ref.is_digest else [ref.reference]
         return describe(ref.registry, ref.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
 
     def remote_digest(self, reference: str) -> str | None:
         """The manifest digest a registry tag points at now, or None if the tag does not exist (one HEAD)."""
         ref = parse_reference(reference)
-        self._remote(ref, "look up")
+        require_registry(ref, "look up")
         if ref.is_digest:
             return ref.reference
         return self.registry_client(ref.registry).manifest_digest(ref.repository, ref.reference)
@@ -526,23 +457,7 @@ class KitOpsClient:
         """
         ref = parse_reference(reference)
         parsed = _parse_filter_list(filters)
-        try:
-            loaded = self._load_local(ref)
-        except NotFoundError:
-            if ref.is_local_only:
-                raise not_in_store(ref.display(), self.store.home, f"unpack {ref.display()}", local_only=True) from None
-            loaded = self._load_remote(ref)
-            self.store.put_bytes(loaded.manifest_bytes)
-            self.store.add_root(loaded.manifest_desc.digest)  # keep the cached layers out of gc
-        from .unpack import select_layers
-
-        client = None if ref.is_local_only else self.registry_client(ref.registry)
-        wanted = [p.layer for p in select_layers(loaded.kitfile, loaded.manifest, parsed, str(ref))]
-        missing = [l for l in {l.digest: l for l in wanted}.values() if not self.store.has_blob(l.digest, l.size)]
-        if missing:
-            if client is None:
-                raise NotFoundError(f"blobs of {ref.display()} are missing from the local store; run verify")
-            self._parallel(lambda l: self._fetch_blob(client, ref.repository, l), missing)
+        loaded, _ = self.source.selected_layers(ref, parsed)
         result = unpack_layers(
             self.store, loaded.manifest, loaded.kitfile, dest, filters=parsed, existing=existing,
             write_kitfile=write_kitfile and loaded.kitfile_in_artifact, what=str(ref.display()),
@@ -576,15 +491,19 @@ class KitOpsClient:
         return pack_if_changed(self, context_dir, reference=reference, sources=sources,  # type: ignore[arg-type]
                                **pack_kwargs)
 
-    def unpack_to_s3(self, reference: str, filters: Sequence[str] | str | None,
-                     dest: str) -> S3UnpackResult:  # noqa: F821 - imported lazily (boto3 is optional)
+    def unpack_to_s3(self, reference: str, filters: Sequence[str] | str | None, dest: str, *,
+                     existing: str = "error", delete: bool = False,
+                     ) -> S3UnpackResult:  # noqa: F821 - imported lazily (boto3 is optional)
         """Extract the selected layers to ``s3://bucket/prefix/`` (verified first); returns an S3UnpackResult.
+
+        ``existing`` ("error", "overwrite", "skip") decides about keys holding other bytes; ``delete``
+        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3_write``).
 
         >>> kit.unpack_to_s3(mk.pinned, ["datasets:train"], "s3://serving/churn/")   # doctest: +SKIP
         """
         from .s3 import unpack_to_s3
 
-        return unpack_to_s3(self, reference, filters, dest)
+        return unpack_to_s3(self, reference, filters, dest, existing=existing, delete=delete)
 
     def download_remote_datasets(self, reference: str, dest: Path | str, *, overwrite: bool = False) -> list[Path]:
         """Fetch a ModelKit's ``remotePath: s3://`` datasets into ``dest`` (kit's ``--include-remote``), verified."""

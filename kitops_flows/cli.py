@@ -378,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     _network_flags(p)
 
     add("version", cmd_version, "Print the version", "kitops-flows version")
+
+    from . import cli_diff
+
+    cli_diff.register(sub, _network_flags)
     return parser
 
 

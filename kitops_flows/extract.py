@@ -36,9 +36,10 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from .digests import CHUNK
 from .errors import UnpackError, UnsafeLayerError
@@ -115,28 +116,129 @@ class _Staging:
             self.dirs.add(sub)
 
 
-def extract_tar(stream: BinaryIO, staging_dir: Path | str, *, max_size: int | None = None) -> list[str]:
-    """Extract an uncompressed tar stream into ``staging_dir`` (created if missing); return entry names.
+@dataclass(frozen=True)
+class Member:
+    """One checked member of an untrusted layer, as the layer reader hands it to a sink.
 
-    Reads the stream once, front to back (``tarfile`` stream mode). Raises
-    :class:`UnsafeLayerError` naming the first bad entry; what was already written stays in the
-    staging directory, which the caller discards.
+    ``name`` is already cleaned by :func:`safe_relpath` (relative, no ``..``). ``data`` reads the
+    file's bytes (None for a directory) and raises when the layer holds fewer (or, for a raw
+    layer, more) bytes than declared. ``size`` is ``-1`` when a raw layer declares none.
     """
-    root = Path(staging_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = _Staging(os.fspath(root))
-    names: list[str] = []
-    buf = bytearray(CHUNK)
+
+    name: str
+    is_dir: bool
+    mode: int
+    size: int = 0
+    data: BinaryIO | None = None
+    raw: bool = False  # the single file of a raw layer (errors call it "raw layer path")
+
+
+class MemberSink(Protocol):
+    """Where the layer reader puts members: a staging directory, S3, memory."""
+
+    def add(self, member: Member) -> None: ...
+
+
+class _MemberReader:
+    """A tar member's bytes, at most ``size``; a stream ending early is an error naming the entry."""
+
+    def __init__(self, raw: BinaryIO, size: int, entry: str) -> None:
+        self._raw = raw
+        self._left = size
+        self._size = size
+        self._entry = entry
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        if n == 0:
+            return b""
+        try:
+            data = self._raw.read(n)
+        except tarfile.ReadError:
+            data = b""  # tarfile's "unexpected end of data"
+        if not data:
+            raise UnpackError(
+                f"layer ended in the middle of {self._entry!r} ({self._left} of {self._size} bytes missing)"
+            )
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+class _RawReader:
+    """A raw layer's bytes: exactly ``size`` when declared (``-1``: whatever the stream holds)."""
+
+    def __init__(self, raw: BinaryIO, size: int, rel: str) -> None:
+        self._raw = raw
+        self._size = size
+        self._rel = rel
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = CHUNK
+        if self._size >= 0:
+            n = min(n, self._size - self.count + 1)  # one byte more reveals an oversized layer
+        data = self._raw.read(n) if n else b""
+        self.count += len(data)
+        if self._size >= 0 and self.count > self._size:
+            raise UnsafeLayerError(f"raw layer {self._rel!r} holds more than its declared {self._size} bytes")
+        if not data and self._size >= 0 and self.count != self._size:
+            raise UnpackError(f"raw layer {self._rel!r} holds {self.count} bytes, its metadata says {self._size}")
+        return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+def tar_members(stream: BinaryIO, *, max_size: int | None = None) -> Iterator[Member]:
+    """The members of an uncompressed tar stream, checked, in archive order (the root entry is skipped).
+
+    Only regular files and directories; names through :func:`safe_relpath`; a file appears once,
+    never below another file and never where a directory of the same name came earlier (and the
+    reverse); a declared size above ``max_size`` is refused before any byte is read. Reads the
+    stream once, front to back; a member's unread bytes are skipped when the next one is taken.
+
+    >>> import io, tarfile
+    >>> buf = io.BytesIO()
+    >>> with tarfile.open(fileobj=buf, mode="w") as t:
+    ...     t.addfile(tarfile.TarInfo("./m//a"))
+    >>> _ = buf.seek(0)
+    >>> [(m.name, m.is_dir, m.size) for m in tar_members(buf)]
+    [('m/a', False, 0)]
+    """
+    dirs: set[str] = set()
+    files: set[str] = set()
     try:
         with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
             for info in tar:
                 rel = safe_relpath(info.name)
                 if info.type == tarfile.DIRTYPE:
-                    if rel in staging.files:
+                    if rel in files:
                         raise UnsafeLayerError(f"entry {info.name!r} is a directory but a file of that name came earlier")
-                    if rel != ".":
-                        staging.ensure_dir(rel, info.mode, info.name)
-                        names.append(rel)
+                    if rel == ".":
+                        continue
+                    _check_parents(rel, files, info.name)
+                    dirs.add(rel)
+                    yield Member(rel, True, info.mode)
                     continue
                 if info.type not in _FILE_TYPES:
                     kind = _TYPE_NAMES.get(info.type, f"of type {info.type!r}")
@@ -146,48 +248,88 @@ def extract_tar(stream: BinaryIO, staging_dir: Path | str, *, max_size: int | No
                     )
                 if rel == ".":
                     raise UnsafeLayerError(f"illegal file path: file entry {info.name!r} names the root directory")
-                if rel in staging.files:
+                if rel in files:
                     raise UnsafeLayerError(f"duplicate entry {info.name!r}: a file may appear only once in a layer")
-                if rel in staging.dirs:
+                if rel in dirs:
                     raise UnsafeLayerError(f"entry {info.name!r} is a file but a directory of that name came earlier")
                 if max_size is not None and info.size > max_size:
                     raise UnsafeLayerError(
                         f"entry {info.name!r} declares {info.size} bytes, more than the allowed {max_size}"
                     )
-                staging.ensure_parents(rel, info.name)
+                _check_parents(rel, files, info.name)
                 src = tar.extractfile(info)
                 assert src is not None  # regular files always have a reader
-                _write_new_file(staging, rel, info.mode, info.size, src, buf, info.name)
-                staging.files.add(rel)
-                names.append(rel)
+                files.add(rel)
+                yield Member(rel, False, info.mode, info.size, _MemberReader(src, info.size, info.name))
     except tarfile.TarError as e:
         raise UnpackError(f"layer is not a valid tar archive: {e}") from None
+
+
+def _check_parents(rel: str, files: set[str], entry: str) -> None:
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        sub = "/".join(parts[:i])
+        if sub in files:
+            raise UnsafeLayerError(f"entry {entry!r} puts a directory at or below the file {sub!r}")
+
+
+def raw_member(stream: BinaryIO, filepath: str, mode: int = 0o644, size: int | None = None) -> Member:
+    """The one file of a raw layer at ``filepath`` (from the layer's annotation; must be local)."""
+    rel = safe_relpath(filepath, "raw layer path")
+    if rel == ".":
+        raise UnsafeLayerError(f"illegal file path: raw layer path {filepath!r} names a directory, not a file")
+    declared = -1 if size is None else size
+    return Member(rel, False, mode, declared, _RawReader(stream, declared, rel), raw=True)
+
+
+class DirectorySink:
+    """Writes members under a staging directory (created if missing): new files only, no links followed.
+
+    Files get their mode without setuid/setgid/sticky; directories their mode plus owner ``rwx``.
+    A path already written (by an earlier layer into the same staging directory) is an error.
+    """
+
+    def __init__(self, staging_dir: Path | str) -> None:
+        root = Path(staging_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        self._staging = _Staging(os.fspath(root))
+        self._buf = bytearray(CHUNK)
+
+    def add(self, member: Member) -> None:
+        if member.is_dir:
+            self._staging.ensure_dir(member.name, member.mode, member.name)
+            return
+        staging, rel = self._staging, member.name
+        staging.ensure_parents(rel, member.name)
+        path = os.path.join(staging.root, rel)
+        if member.raw and stat.S_ISDIR(_lstat_mode(path)):
+            raise UnpackError(f"raw layer path '{rel}' is a directory in another layer of this ModelKit")
+        try:
+            fd = os.open(path, _OPEN_FLAGS, member.mode & 0o777)
+        except FileExistsError:
+            raise UnpackError(f"path '{rel}' already exists in the staging directory (written by an earlier layer)") from None
+        except OSError as e:
+            raise UnsafeLayerError(f"cannot create {member.name!r}: {e.strerror}") from None
+        view = memoryview(self._buf)
+        assert member.data is not None
+        with open(fd, "wb", buffering=0, closefd=True) as out:
+            while n := member.data.readinto(view):  # type: ignore[attr-defined]
+                out.write(view[:n])
+        staging.files.add(rel)
+
+
+def extract_tar(stream: BinaryIO, staging_dir: Path | str, *, max_size: int | None = None) -> list[str]:
+    """Extract an uncompressed tar stream into ``staging_dir`` (created if missing); return entry names.
+
+    Raises :class:`UnsafeLayerError` naming the first bad entry (see :func:`tar_members`); what was
+    already written stays in the staging directory, which the caller discards.
+    """
+    sink = DirectorySink(staging_dir)
+    names = []
+    for member in tar_members(stream, max_size=max_size):
+        sink.add(member)
+        names.append(member.name)
     return names
-
-
-def _write_new_file(
-    staging: _Staging, rel: str, mode: int, size: int, src: BinaryIO, buf: bytearray, entry: str
-) -> None:
-    path = os.path.join(staging.root, rel)
-    try:
-        fd = os.open(path, _OPEN_FLAGS, mode & 0o777)
-    except FileExistsError:
-        raise UnpackError(f"path '{rel}' already exists in the staging directory (written by an earlier layer)") from None
-    except OSError as e:
-        raise UnsafeLayerError(f"cannot create {entry!r}: {e.strerror}") from None
-    view = memoryview(buf)
-    with open(fd, "wb", buffering=0, closefd=True) as out:
-        remaining = size
-        while remaining:
-            want = min(remaining, CHUNK)
-            try:
-                n = src.readinto(view[:want])  # type: ignore[attr-defined]
-            except tarfile.ReadError:
-                n = 0  # tarfile's "unexpected end of data"
-            if not n:
-                raise UnpackError(f"layer ended in the middle of {entry!r} ({remaining} of {size} bytes missing)")
-            out.write(view[:n])
-            remaining -= n
 
 
 def extract_raw(
@@ -198,42 +340,9 @@ def extract_raw(
     ``filepath`` comes from the layer's ``org.cncf.model.filepath`` annotation and must be local.
     When ``size`` is given the stream must hold exactly that many bytes.
     """
-    rel = safe_relpath(filepath, "raw layer path")
-    if rel == ".":
-        raise UnsafeLayerError(f"illegal file path: raw layer path {filepath!r} names a directory, not a file")
-    root = Path(staging_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = _Staging(os.fspath(root))
-    staging.ensure_parents(rel, filepath)
-    if stat.S_ISDIR(_lstat_mode(os.path.join(staging.root, rel))):
-        raise UnpackError(f"raw layer path '{rel}' is a directory in another layer of this ModelKit")
-    path = os.path.join(staging.root, rel)
-    try:
-        fd = os.open(path, _OPEN_FLAGS, mode & 0o777)
-    except FileExistsError:
-        raise UnpackError(f"path '{rel}' already exists in the staging directory (written by an earlier layer)") from None
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    written = 0
-    with open(fd, "wb", buffering=0, closefd=True) as out:
-        while True:
-            want = CHUNK if size is None else min(CHUNK, size - written + 1)
-            n = stream.readinto(view[:want]) if hasattr(stream, "readinto") else _read_into(stream, view[:want])
-            if not n:
-                break
-            if size is not None and written + n > size:
-                raise UnsafeLayerError(f"raw layer {rel!r} holds more than its declared {size} bytes")
-            out.write(view[:n])
-            written += n
-    if size is not None and written != size:
-        raise UnpackError(f"raw layer {rel!r} holds {written} bytes, its metadata says {size}")
-    return rel
-
-
-def _read_into(stream: BinaryIO, view: memoryview) -> int:
-    data = stream.read(len(view))
-    view[: len(data)] = data
-    return len(data)
+    member = raw_member(stream, filepath, mode, size)
+    DirectorySink(staging_dir).add(member)
+    return member.name
 
 
 def _lstat_mode(path: str) -> int:
@@ -326,4 +435,5 @@ def _apply(moves: list[_Move], src_root: str) -> None:
         ) from None
 
 
-__all__ = ["extract_tar", "extract_raw", "merge_tree", "safe_relpath", "EXISTING_POLICIES"]
+__all__ = ["DirectorySink", "EXISTING_POLICIES", "Member", "MemberSink", "extract_raw", "extract_tar", "merge_tree",
+           "raw_member", "safe_relpath", "tar_members"]

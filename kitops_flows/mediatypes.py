@@ -37,6 +37,11 @@ _KIT_RE = re.compile(r"^application/vnd\.kitops\.modelkit\.(\w+)\.v1\.(\w+)(?:\+
 _MODELPACK_RE = re.compile(r"^application/vnd\.cncf\.model\.(\w+(?:\.\w+)?)\.v1\.(\w+)(?:\+(\w+))?$")
 
 
+def modelpack_base(base: str) -> str:
+    """ModelPack's name for a kit base type (``model`` -> ``weight``); unknown bases are returned as is."""
+    return _TO_MODELPACK.get(base, base)
+
+
 class MediaTypeError(KitopsError):
     """A layer media type is not one kit understands."""
 

@@ -12,10 +12,8 @@ process is gone.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
-import json
 import logging
 import os
 import re
@@ -26,20 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compression import decompressing_reader
-from .digests import VerifyingReader
 from .errors import UnpackError
-from .extract import extract_raw, extract_tar, merge_tree
+from .extract import DirectorySink, merge_tree
 from .filters import KIND_TO_FILTER_TYPE, LayerFilter, selects, wants_kitfile
 from .kitfile import Kitfile
-from .manifest import (
-    ANNOTATION_FILE_METADATA,
-    ANNOTATION_FILEPATH,
-    Manifest,
-    PlannedLayer,
-    clean_path,
-    plan_layers,
-)
+from .layerreader import read_layers
+from .manifest import Manifest, PlannedLayer, clean_path, plan_layers
 from .store import LocalStore
 
 LOG = logging.getLogger("kitops_flows")
@@ -91,8 +81,7 @@ def unpack_layers(
         dest.parent.mkdir(parents=True, exist_ok=True)
         _sweep_dead_staging(dest)
         staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(dest)}{os.getpid()}-", dir=dest.parent))
-        for p in planned:
-            _extract_one(store, p, staging, what)
+        read_layers(store, planned, DirectorySink(staging), what=what)
         kitfile_written = False
         if write_kitfile and wants_kitfile(filters):
             kitfile_written = _stage_kitfile(kitfile, staging, dest, existing)
@@ -142,37 +131,6 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # someone else's live process
         return True
     return True
-
-
-def _extract_one(store: LocalStore, p: PlannedLayer, staging: Path, what: str) -> None:
-    label = f"{p.entry.kind} layer {p.layer.digest} ({p.entry.path!r}) of {what}"
-    with store.open_blob(p.layer.digest, p.layer.size, what=label) as blob:
-        stream = decompressing_reader(blob, p.media.compression)
-        info = p.entry.entry.layer_info
-        checked = stream
-        if p.media.compression != "none" and info is not None and info.diff_id:
-            checked = VerifyingReader(stream, info.diff_id, None, f"uncompressed {label}")  # type: ignore[assignment]
-        try:
-            if p.media.format == "raw":
-                annotations = p.layer.annotations or {}
-                filepath = annotations.get(ANNOTATION_FILEPATH) or clean_path(p.entry.path)
-                meta = _file_metadata(annotations)
-                extract_raw(checked, staging, filepath, int(meta.get("mode", 0o644)), meta.get("size"))
-            else:
-                extract_tar(checked, staging)
-        except UnpackError as e:
-            raise UnpackError(f"{label}: {e}") from None
-        if isinstance(checked, VerifyingReader):
-            checked.verify()
-        blob.verify()  # reads any tail the tar reader skipped, then checks size and digest
-
-
-def _file_metadata(annotations: dict[str, str]) -> dict[str, int]:
-    with contextlib.suppress(ValueError, TypeError):
-        meta = json.loads(annotations.get(ANNOTATION_FILE_METADATA, "{}"))
-        if isinstance(meta, dict):
-            return {k: v for k, v in meta.items() if k in ("mode", "size") and isinstance(v, int)}
-    return {}
 
 
 def _stage_kitfile(kitfile: Kitfile, staging: Path, dest: Path, existing: str) -> bool:

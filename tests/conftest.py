@@ -5,6 +5,8 @@
     def test_sink(s3): ...                            # moto S3, reset; AWS_* env points boto3 at it
     def test_retry(registry, proxy_factory):          # proxy in front of the registry: counts bytes, injects faults
         proxy = proxy_factory(registry.host); proxy.fail_next(1, 503)
+    def test_far(registry, wan_factory):              # a long-haul link: 20 MB/s per connection, 30 ms rtt
+        wan = wan_factory(registry.host, rate=20e6, rtt=0.030)
     def test_dag(airflow_db): ...                     # `airflow db migrate` done once; returns $AIRFLOW_HOME
     def test_flow(prefect_server): ...                # one Prefect API (prefect_test_harness) for the session
 
@@ -35,6 +37,7 @@ from services import (  # pytest puts conftest.py's directory (tests/) on sys.pa
     ServiceError,
     log_tail,
 )
+from wan_proxy import WanProxy
 
 # Orchestrator homes must be in the environment before any test module imports airflow or prefect (they read
 # their settings at import time), so this runs at conftest import. setdefault: CI or a developer may override.
@@ -57,7 +60,7 @@ Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 # Fixtures that start real services (or need them): a test using any of them is an integration test.
 INTEGRATION_FIXTURES = frozenset({"registry", "auth_registry", "registry_factory", "s3_server", "s3",
-                                  "proxy_factory", "airflow_db", "prefect_server"})
+                                  "proxy_factory", "wan_factory", "airflow_db", "prefect_server"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -145,6 +148,25 @@ def proxy_factory() -> Iterator[Callable[[str], CountingProxy]]:
 
     def make(upstream: str) -> CountingProxy:
         proxy = CountingProxy(upstream)
+        made.append(proxy)
+        return proxy.start()
+
+    yield make
+    for proxy in made:
+        proxy.stop()
+
+
+@pytest.fixture
+def wan_factory() -> Iterator[Callable[..., WanProxy]]:
+    """WanProxy instances (per-connection bandwidth cap + added latency) in front of a HOST:PORT::
+
+        wan = wan_factory(registry.host, rate=4e6, rtt=0.02)
+        RegistryClient(wan.host, plain_http=True); wan.connections, wan.bytes_down
+    """
+    made: list[WanProxy] = []
+
+    def make(upstream: str, *, rate: float = 20e6, rtt: float = 0.030) -> WanProxy:
+        proxy = WanProxy(upstream, rate=rate, rtt=rtt)
         made.append(proxy)
         return proxy.start()
 

@@ -443,7 +443,7 @@ def test_a_failed_download_hands_the_blob_lock_to_exactly_one_waiter(tmp_path: P
 
     def pull() -> None:
         try:
-            kit._fetch_blob(fake, "repo", blob)  # type: ignore[arg-type]
+            kit.source.fetch_blob(fake, "repo", blob)  # type: ignore[arg-type]
         except KitopsError as e:
             errors.append(e)
 
