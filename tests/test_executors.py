@@ -87,3 +87,31 @@ def test_dagster_multiprocess_steps_use_their_own_stores_and_the_s3_resource(
     model_files = list((tmp_path / "check" / "model").rglob("*.pkl"))
     trained = pickle.loads(model_files[0].read_bytes())
     assert trained == {"mean": 3.0, "trained_in": str(pids["model"])}
+
+
+@pytest.mark.prefect
+def test_prefect_dask_workers_use_their_own_stores_and_the_aws_credentials_block(
+        registry, orchestrator_only_s3: dict, prefect_server, kitops_home: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    from executors.prefect_flow import dask_flow, write_context
+    from prefect_aws import AwsClientParameters, AwsCredentials
+
+    from kitops_flows_prefect import KitOpsRegistry
+
+    stores = tmp_path / "stores"
+    creds = AwsCredentials(aws_access_key_id=orchestrator_only_s3["key"],
+                           aws_secret_access_key=orchestrator_only_s3["secret"], region_name="us-east-1",
+                           aws_client_parameters=AwsClientParameters(endpoint_url=orchestrator_only_s3["endpoint"]))
+    block = KitOpsRegistry(registry=f"http://{registry.host}", repository="exec17/prefect",
+                           kitops_home=str(stores) + "/{task_name}", aws_credentials=creds)
+    out = dask_flow(block, str(write_context(tmp_path / "ctx")), orchestrator_only_s3["uri"], str(tmp_path / "dest"))
+
+    assert len(set(out["pids"]) - {os.getpid()}) == 2, out["pids"]  # tasks ran in two worker processes
+    dirs = _store_dirs(stores)
+    assert len(dirs) == 3 and all(n.startswith(("pack-modelkit", "pull-modelkit-layer")) for n in dirs), sorted(dirs)
+    # the S3 object (read with the block's credentials) went through the registry to the puller's own store
+    assert json.loads(Path(out["pulled"][0]).read_text()) == [1, 2, 3, 6]
+    puller = next(p for n, p in dirs.items() if n.startswith("pull-modelkit-layer"))
+    assert LocalStore(puller).has_blob(out["pinned"].split("@")[1])  # manifest cached only where it was needed
+    # the unpushed ModelKit lives only in its packer's store: push_modelkit says so and how to fix it
+    assert "not in this task's local store" in out["push_error"] and "push=True" in out["push_error"]
+    assert "NotInLocalStoreError" in out["push_error"] or "cannot push" in out["push_error"]
