@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from . import __version__
 from .compression import compressing_writer
@@ -41,6 +42,19 @@ from .store import Descriptor, LocalStore
 
 LOG = logging.getLogger("kitops_flows")
 CLI_VERSION = f"kitops-flows/{__version__}"
+
+class KnownManifest(Protocol):
+    """A stored manifest with the same content as a fresh pack (see ``idempotent.KnownModelKit``)."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    @property
+    def source(self) -> str: ...
+
 
 #: Where a layer's bytes come from. The default reads ``context_dir/entry.path``; the S3 support
 #: supplies another one for entries mapped to ``s3://`` sources. It writes the *uncompressed* tar
@@ -77,6 +91,7 @@ def pack(
     options: PackOptions = PackOptions(),
     annotations: Mapping[str, str] | None = None,
     layer_sources: Mapping[int, LayerSource] | None = None,
+    reuse: Callable[[Manifest], KnownManifest | None] | None = None,
 ) -> ModelKitDescriptor:
     """Pack ``context_dir`` (its Kitfile, or ``kitfile``) into ``store`` and tag it ``reference``.
 
@@ -86,12 +101,14 @@ def pack(
 
     ``annotations`` are added to the manifest (lineage uses this). ``layer_sources`` maps the
     index of a layer entry (in ``Kitfile.layer_entries()`` order) to a function producing its
-    bytes, for layers that do not come from the context directory.
+    bytes, for layers that do not come from the context directory. ``reuse`` is given the manifest
+    just built and may return a known manifest with the same content (``idempotent.find_identical``):
+    that one is stored and tagged instead, so the same content keeps its digest and ``created``.
     """
     context = Path(context_dir).expanduser().absolute()
     if not context.is_dir():
         raise PackError(f"context directory {context} does not exist or is not a directory")
-    ref = _target_reference(reference)
+    ref = target_reference(reference)
     kf, kitfile_name = load_kitfile(context, kitfile)
     for warning in kf.validate(source=kitfile_name):
         LOG.warning("%s", warning)
@@ -121,13 +138,19 @@ def pack(
         layers=layer_descs,
         annotations=manifest_annotations,
     )
-    manifest_desc = store.put_manifest(ref.repo_path, manifest.to_bytes(), ref.tags)
+    data = manifest.to_bytes()
+    known = reuse(manifest) if reuse is not None else None
+    if known is not None:
+        data, manifest = known.data, known.manifest
+        LOG.info("Same content as %s: keeping its manifest", known.source)
+    manifest_desc = store.put_manifest(ref.repo_path, data, ref.tags)
     LOG.info("Saved manifest to storage: %s", manifest_desc.digest)
     LOG.info("Model saved: %s", manifest_desc.digest)
     return describe(ref.registry, ref.repository, manifest_desc, manifest, kf, ref.tags)
 
 
-def _target_reference(reference: str | Reference | None) -> Reference:
+def target_reference(reference: str | Reference | None) -> Reference:
+    """Where a pack lands: ``reference``, or kit's untagged ``localhost/_`` without one (PackError for a digest)."""
     if reference is None:
         # kit: without -t the ModelKit is stored untagged under localhost/_
         return Reference(DEFAULT_REGISTRY, DEFAULT_REPOSITORY, "sha256:" + "0" * 64)
