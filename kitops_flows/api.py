@@ -145,6 +145,7 @@ class KitOpsClient:
         sign: SigningKey | None = None,
         previous: Sequence[str | ModelKitDescriptor] = (),
         inputs_fingerprint: str = "",
+        use_model_pack: bool = False,
     ) -> ModelKitDescriptor:
         """Pack a directory into the local store (and push it when ``push``).
 
@@ -191,7 +192,7 @@ class KitOpsClient:
         target = target_reference(reference)
         desc = _pack(
             self.store, context, kitfile=kf, reference=reference,
-            options=PackOptions(compression=compression, layer_format=layer_format),
+            options=PackOptions(compression=compression, layer_format=layer_format, use_model_pack=use_model_pack),
             annotations=extra, layer_sources=layer_sources, reuse=reuse_identical(self, target, previous),
         )
         if provenance is not None:

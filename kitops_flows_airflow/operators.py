@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from kitops_flows.api import ModelKitDescriptor
+from kitops_flows.indexes import select_variant
 from kitops_flows.kitfile_args import KitfileArguments
 from kitops_flows.lineage import RunContext, promote
 from kitops_flows.reference import parse_reference
@@ -272,17 +273,20 @@ class KitPullOperator(KitOpsBaseOperator):
 
     Prefer ``KitUnpackOperator`` with filters when a task needs only some layers.
 
+    :param labels: ``reference`` names a ModelKit index: pull the variant with these labels
+        (e.g. ``{"device": "cuda"}``), tagged locally with the index's tag.
     :return: ``ModelKitDescriptor.to_dict()``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "labels")
 
-    def __init__(self, *, reference: str, **kwargs: Any) -> None:
+    def __init__(self, *, reference: str, labels: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
+        self.labels = labels
 
     def execute(self, context: Context) -> dict[str, Any]:
-        descriptor = self.client.pull(self.hook.qualify(self.reference))
+        descriptor = self.client.pull(self.hook.qualify(self.reference), labels=self.labels or None)
         self._lineage_input(descriptor_uri(descriptor))
         return descriptor.to_dict()
 
@@ -297,16 +301,18 @@ class KitUnpackOperator(KitOpsBaseOperator):
         none means everything.
     :param existing: ``error`` (default), ``overwrite`` or ``ignore`` for files already in ``dest``.
     :param asset: the asset whose triggering event names the ModelKit (with ``reference=None``).
+    :param labels: ``reference`` names a ModelKit index: unpack the variant with these labels.
     :return: ``{"reference", "pinned", "digest", "dest", "paths", "layers"}``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference", "labels")
 
     def __init__(self, *, dest: str, reference: str | None = None, filters: Sequence[str] | str | None = None,
                  existing: str = "error", write_kitfile: bool = False, asset: Asset | None = None,
-                 **kwargs: Any) -> None:
+                 labels: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
+        self.labels = labels
         self.dest = dest
         self.filters = [filters] if isinstance(filters, str) else list(filters or [])
         self.existing = existing
@@ -319,6 +325,8 @@ class KitUnpackOperator(KitOpsBaseOperator):
         else:
             reference = pinned_from_events(context["triggering_asset_events"], self.asset)
             self.log.info("Unpacking %s, from the asset event that triggered this run", reference)
+        if self.labels:
+            reference = select_variant(self.client, reference, self.labels)
         descriptor = self.client.resolve(reference)  # pin a tag to its digest once, before fetching
         result = self.client.unpack(descriptor.pinned, self.dest, filters=self.filters or None,
                                     existing=self.existing, write_kitfile=self.write_kitfile)

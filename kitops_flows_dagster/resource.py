@@ -111,13 +111,15 @@ class KitRegistryResource(ConfigurableResource):
     def push(self, source: str, destination: str | None = None) -> ModelKitDescriptor:
         return self.get_client().push(source, destination)
 
-    def pull(self, reference: str) -> ModelKitDescriptor:
-        return self.get_client().pull(reference)
+    def pull(self, reference: str, *, labels: dict[str, str] | None = None) -> ModelKitDescriptor:
+        """``KitOpsClient.pull``; ``labels`` pick one variant of the ModelKit index ``reference`` names."""
+        return self.get_client().pull(reference, labels=labels)
 
     def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
-                   existing: str = "error") -> UnpackResult:
-        """Fetch (through the local blob cache) and extract only the layers ``filters`` select."""
-        return self.get_client().pull_layer(reference, filters, dest, existing=existing)
+                   existing: str = "error", labels: dict[str, str] | None = None) -> UnpackResult:
+        """Fetch (through the local blob cache) and extract only the layers ``filters`` select; ``labels`` pick one
+        variant of the ModelKit index ``reference`` names."""
+        return self.get_client().pull_layer(reference, filters, dest, existing=existing, labels=labels)
 
     def resolve(self, reference: str) -> ModelKitDescriptor:
         return self.get_client().resolve(reference)

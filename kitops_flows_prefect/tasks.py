@@ -263,8 +263,12 @@ def pull_modelkit_layer(
     registry: KitOpsRegistry | str | None = None,
     existing: str = "overwrite",
     progress_artifact: bool | None = None,
+    labels: dict[str, str] | None = None,
 ) -> UnpackResult:
     """Fetch and extract only the layers ``layers`` selects (kit filter syntax) into ``dest``.
+
+    ``labels``: ``modelkit`` names a ModelKit index; take the variant carrying these labels
+    (``{"device": "cuda"}``), as ``kit unpack -l`` does.
 
     ``layers``: ``"model"``, ``"datasets:train"``, ``"code:src/"``, ``"model,docs"``… Other layers
     are not downloaded. Every blob is verified before anything lands in ``dest``, and blobs already
@@ -278,7 +282,7 @@ def pull_modelkit_layer(
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
     ref = _qualify(block, raw)
     with _session(block, progress_artifact, _progress_key(ref)) as s:
-        return s.client.pull_layer(ref, layers, dest, existing=existing)
+        return s.client.pull_layer(ref, layers, dest, existing=existing, labels=labels)
 
 
 @task(name="promote-modelkit", **_RETRY_OPTIONS)
