@@ -58,6 +58,7 @@ from .caching import MODELKIT_INPUTS
 from .events import emit_promoted, emit_pushed
 from .logs import redact, task_run_logs
 from .runinfo import prefect_run_context
+from .stores import task_fields
 
 LOG = logging.getLogger(__name__)
 
@@ -116,10 +117,12 @@ def _session(registry: KitOpsRegistry | str | None, progress_artifact: bool | No
     """Resolve the block, build the client and route the core's logs to this task run."""
     block = resolve_registry(registry)
     progress = TransferProgress(progress_key, enabled=progress_artifact)
-    client = block.get_client(progress=progress) if block is not None else KitOpsClient(progress=progress)
-    with task_run_logs(progress.threads, block.secret_values() if block is not None else ()):
-        yield _Session(block, client, progress)
-        progress.finish()
+    with contextlib.ExitStack() as cleanup:  # an ephemeral store lives as long as the task's session
+        client = (block.get_client(progress=progress, cleanup=cleanup, **task_fields()) if block is not None
+                  else KitOpsClient(progress=progress))
+        with task_run_logs(progress.threads, block.secret_values() if block is not None else ()):
+            yield _Session(block, client, progress)
+            progress.finish()
 
 
 @overload
