@@ -430,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_cache
 
     cli_cache.register(sub, _network_flags)
+    from . import cli_discover
+
+    cli_discover.register(sub, _network_flags)
     from . import cli_s3
 
     cli_s3.register(sub)
