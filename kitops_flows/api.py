@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
+from .errors import KitopsError, NotFoundError, NotInLocalStoreError, RegistryError, TagExistsError
 from .filters import LayerFilter, parse_filters
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
@@ -43,6 +43,7 @@ from .registry import (
 from .sources import LoadedModelKit, ModelKitSource, require_registry
 from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
+from .worker_store import not_in_store
 
 if TYPE_CHECKING:
     from .signing import KeySpec, SigningKey, SignResult, Verification, VerifyKey
@@ -144,6 +145,7 @@ class KitOpsClient:
         sign: SigningKey | None = None,
         previous: Sequence[str | ModelKitDescriptor] = (),
         inputs_fingerprint: str = "",
+        use_model_pack: bool = False,
     ) -> ModelKitDescriptor:
         """Pack a directory into the local store (and push it when ``push``).
 
@@ -190,7 +192,7 @@ class KitOpsClient:
         target = target_reference(reference)
         desc = _pack(
             self.store, context, kitfile=kf, reference=reference,
-            options=PackOptions(compression=compression, layer_format=layer_format),
+            options=PackOptions(compression=compression, layer_format=layer_format, use_model_pack=use_model_pack),
             annotations=extra, layer_sources=layer_sources, reuse=reuse_identical(self, target, previous),
         )
         if provenance is not None:
@@ -314,7 +316,12 @@ class KitOpsClient:
         src = parse_reference(source)
         dst = parse_reference(destination) if destination else src
         require_registry(dst, "push")
-        loaded = self.source.load_local(src)
+        try:
+            loaded = self.source.load_local(src)
+        except NotInLocalStoreError:
+            raise
+        except NotFoundError:
+            raise not_in_store(src.display(), self.store.home, f"push {src.display()}", local_only=False) from None
         client = self.registry_client(dst.registry)
         repo, digest = dst.repository, loaded.manifest_desc.digest
         tags = dst.tags if destination else (src.tags or [])
@@ -474,7 +481,7 @@ class KitOpsClient:
             return self.describe(reference)
         except NotFoundError:
             if ref.is_local_only:
-                raise
+                raise not_in_store(ref.display(), self.store.home, f"resolve {ref.display()}", local_only=True) from None
         loaded = self.source.load_remote(ref)
         tags = [] if ref.is_digest else [ref.reference]
         return describe(ref.registry, ref.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
