@@ -31,7 +31,7 @@ from .modelkit import LayerSummary, ModelKitDescriptor, PushResult, describe
 from .pack import LayerSource, PackOptions, load_kitfile, target_reference
 from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
-from .reference import Reference, parse_reference
+from .reference import Reference, is_internal_tag, parse_reference
 from .registry import ParallelDownload, RegistryCredentials, RetryPolicy, resolve_credentials
 from .sources import LoadedModelKit, ModelKitSource, require_registry
 from .store import Descriptor, LocalStore, VerifyReport
@@ -52,16 +52,18 @@ IMMUTABLE_TAG_SETTLE = 0.25  # seconds between writing an immutable tag and read
 class ListEntry:
     """A row of ``list``, with kit's JSON keys (``to_dict``)."""
 
-    repo: str
+    repo: str  # registry/repository
     digest: str
     tags: tuple[str, ...]
     model_name: str
-    size: str
+    size: int  # bytes of the manifest's layers (config excluded), as kit's list --format json
     author: str
 
     def to_dict(self) -> dict[str, object]:
-        return {"repo": self.repo, "digest": self.digest, "tags": list(self.tags), "modelName": self.model_name,
-                "size": self.size, "author": self.author}
+        """kit's JSON row: repository as kit displays it, ``tags`` null when untagged, ``<none>`` for unknown names."""
+        return {"repo": self.repo.removeprefix("localhost/"), "digest": self.digest,
+                "tags": list(self.tags) if self.tags else None, "modelName": self.model_name or "<none>",
+                "size": self.size, "author": self.author or "<none>"}
 
 
 @dataclass
@@ -222,12 +224,14 @@ class KitOpsClient:
                 LOG.warning("skipping %s@%s: %s", entry.repo_path, entry.descriptor.digest, e)
                 continue
             entries.append(self._list_entry(entry.repo_path, entry.descriptor.digest, entry.tags, loaded))
-        return entries
+        return sorted(entries, key=lambda e: (e.repo, e.digest))  # kit: repository by repository, then digest
 
     def _list_remote(self, ref: Reference) -> list[ListEntry]:
         client = self.registry_client(ref.registry)
         rows: dict[str, list[str]] = {}
         for tag in client.list_tags(ref.repository):
+            if is_internal_tag(tag):
+                continue
             digest = client.manifest_digest(ref.repository, tag)
             if digest:
                 rows.setdefault(digest, []).append(tag)
@@ -238,7 +242,7 @@ class KitOpsClient:
             except (KitopsError, ManifestError):
                 continue  # not a ModelKit (kit's list skips those too)
             out.append(self._list_entry(ref.repo_path, digest, tuple(sorted(tags)), loaded))
-        return out
+        return sorted(out, key=lambda e: e.digest)
 
     @staticmethod
     def _list_entry(repo_path: str, digest: str, tags: Iterable[str], loaded: LoadedModelKit) -> ListEntry:
@@ -246,8 +250,8 @@ class KitOpsClient:
         size = sum(l.size for l in loaded.manifest.layers)
         return ListEntry(
             repo=repo_path, digest=digest, tags=tuple(tags),
-            model_name=kf.package.name or (kf.model.name if kf.model else ""),
-            size=_kit_size(size), author=kf.package.authors[0] if kf.package.authors else "",
+            model_name=kf.package.name,
+            size=size, author=kf.package.authors[0] if kf.package.authors else "",
         )
 
     def inspect(self, reference: str, *, remote: bool = False) -> dict[str, object]:
@@ -495,7 +499,8 @@ class KitOpsClient:
     def list_tags(self, repository: str) -> dict[str, str]:
         """``{tag: manifest digest}`` of a repository (registry or local store), without fetching configs.
 
-        Bookkeeping tags of the referrers tag schema (``sha256-…``) and the stage log are left out.
+        Bookkeeping tags (``reference.is_internal_tag``: referrers fallback, ``.sig``/``.att``, the stage log) are
+        left out.
         """
         ref = parse_reference(repository)
         if ref.is_local_only:
@@ -503,7 +508,7 @@ class KitOpsClient:
         client = self.registry_client(ref.registry)
         out = {}
         for tag in client.list_tags(ref.repository):
-            if tag.startswith(("sha256-", "kitops-flows-")):
+            if is_internal_tag(tag):
                 continue
             digest = client.manifest_digest(ref.repository, tag)
             if digest is not None:
@@ -658,14 +663,6 @@ def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> lis
     if isinstance(filters, str):
         filters = [filters]
     return [f if isinstance(f, LayerFilter) else parse_filters([f])[0] for f in filters]
-
-
-def _kit_size(n: int) -> str:
-    """kit list's SIZE: KiB/MiB/GiB with one decimal, rounded down."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{int(n * 10 / scale) / 10:.1f} {unit}"
-    return f"{n} B"
 
 
 __all__ = [
