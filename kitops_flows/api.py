@@ -32,20 +32,14 @@ from .pack import LayerSource, PackOptions, load_kitfile, target_reference
 from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
 from .reference import Reference, is_internal_tag, parse_reference
-from .registry import (
-    ParallelDownload,
-    RegistryClient,
-    RegistryCredentials,
-    RegistryHTTPError,
-    RetryPolicy,
-    resolve_credentials,
-)
+from .registry import ParallelDownload, RegistryCredentials, RetryPolicy, resolve_credentials
 from .sources import LoadedModelKit, ModelKitSource, require_registry
 from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
 from .worker_store import not_in_store
 
 if TYPE_CHECKING:
+    from .registry import RegistryClient  # imported when first used: it brings in requests
     from .signing import KeySpec, SigningKey, SignResult, Verification, VerifyKey
 
 LOG = logging.getLogger("kitops_flows")
@@ -108,6 +102,8 @@ class KitOpsClient:
     def registry_client(self, registry: str) -> RegistryClient:
         """The (cached) client for one registry host."""
         if registry not in self._clients:
+            from .registry import RegistryClient
+
             creds = self._credentials_for(registry)
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
@@ -400,6 +396,8 @@ class KitOpsClient:
         so for a moment it reads empty (distribution/distribution#4478, fixed in v3). Eight pipelines
         pushing ModelKits that share a layer hit this in most runs.
         """
+        from .registry import RegistryHTTPError
+
         for attempt in range(MANIFEST_BLOB_RETRIES + 1):
             try:
                 client.put_manifest(repo, reference, data, OCI_MANIFEST)

@@ -24,20 +24,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .api import KitOpsClient, ListEntry
 from .cli_sign import register as register_signing
 from .errors import KitopsError
-from .store import LocalStore, default_kitops_home
+
+if TYPE_CHECKING:  # the API is imported when a command runs: `--help` stays fast
+    from .api import KitOpsClient, ListEntry
 
 if TYPE_CHECKING:
     from .registry import RetryPolicy
 
 LOG = logging.getLogger("kitops_flows")
 
-Command = Callable[[argparse.Namespace, KitOpsClient], int]
+Command = Callable[[argparse.Namespace, "KitOpsClient"], int]
 
 
 def _client(args: argparse.Namespace) -> KitOpsClient:
+    from .api import KitOpsClient
+    from .store import LocalStore, default_kitops_home
+
     home = Path(args.config) if args.config else default_kitops_home()
     return KitOpsClient(
         store=LocalStore(home),
