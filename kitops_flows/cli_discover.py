@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .api import KitOpsClient
 
+MAX_DEPTH = 8  # levels of referrers discover follows by default (discover.MAX_DEPTH; kept here so --help stays light)
+
 
 def cmd_discover(args: argparse.Namespace, kit: KitOpsClient) -> int:
     from .discover import discover, render_json, render_tree
@@ -35,8 +37,6 @@ def cmd_provenance(args: argparse.Namespace, kit: KitOpsClient) -> int:
 
 
 def register(sub: argparse._SubParsersAction, network_flags: Callable[[argparse.ArgumentParser], None]) -> None:
-    from .discover import MAX_DEPTH
-
     text = "Show the artifacts that refer to a ModelKit: provenance, signatures, attestations, downstream edges"
     p = sub.add_parser("discover", help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n  kitops-flows discover reg.example.com/team/churn:v3\n"

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
 BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
-MAX_DEPTH = 8
+MAX_DEPTH = 8  # the CLI default is cli_discover.MAX_DEPTH (same value)
 
 
 @dataclass
