@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import lineage
 from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
-from .filters import LayerFilter, parse_filters
+from .filters import LayerFilter, parse_filter_list
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
 from .lineage import RunContext
@@ -157,9 +158,7 @@ class KitOpsClient:
         extra = dict(annotations or {})
         provenance = None
         if record_lineage:
-            from .lineage import collect_provenance
-
-            provenance = collect_provenance(
+            provenance = lineage.collect_provenance(
                 self, context, kf, run=run, parents=parents, s3_inputs=s3_inputs
             )
             extra.update(provenance.annotations())
@@ -169,9 +168,7 @@ class KitOpsClient:
             annotations=extra, layer_sources=layer_sources,
         )
         if provenance is not None:
-            from .lineage import record_local
-
-            record_local(self, desc, provenance)
+            lineage.record_local(self, desc, provenance)
         if push:
             if reference is None:
                 raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
@@ -293,9 +290,7 @@ class KitOpsClient:
             if immutable and not ours_already:
                 self._confirm_tag(client, dst, tag, digest)
         LOG.info("Pushed %s@%s%s", dst.repo_path, digest, f" as {', '.join(tags)}" if tags else "")
-        from .lineage import push_records
-
-        push_records(self, loaded.manifest_desc, dst)
+        lineage.push_records(self, loaded.manifest_desc, dst)
         return describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
 
     @staticmethod
@@ -383,9 +378,7 @@ class KitOpsClient:
         self.source.ensure_blobs(ref, loaded.manifest.layers)
         tags = [] if ref.is_digest else [ref.reference]
         desc = self.store.put_manifest(ref.repo_path, loaded.manifest_bytes, tags)
-        from .lineage import pull_records
-
-        pull_records(self, desc, ref)  # provenance and downstream records travel with the ModelKit
+        lineage.pull_records(self, desc, ref)  # provenance and downstream records travel with the ModelKit
         kf = loaded.kitfile
         if kf.model is not None and is_modelkit_reference(kf.model.path):
             self._pull(parse_reference(kf.model.path), [*chain, str(ref)])
@@ -450,7 +443,7 @@ class KitOpsClient:
         >>> kit.unpack("reg.example.com/team/churn@sha256:…", "/data", filters=["datasets:train"])   # doctest: +SKIP
         """
         ref = parse_reference(reference)
-        parsed = _parse_filter_list(filters)
+        parsed = parse_filter_list(filters)
         loaded, _ = self.source.selected_layers(ref, parsed)
         result = unpack_layers(
             self.store, loaded.manifest, loaded.kitfile, dest, filters=parsed, existing=existing,
@@ -513,14 +506,6 @@ def source_fingerprints(sources: Mapping[str, object], session: object | None = 
     from .s3 import source_fingerprints as fingerprints
 
     return fingerprints(sources, session=session)
-
-
-def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> list[LayerFilter]:
-    if filters is None:
-        return []
-    if isinstance(filters, str):
-        filters = [filters]
-    return [f if isinstance(f, LayerFilter) else parse_filters([f])[0] for f in filters]
 
 
 def _kit_size(n: int) -> str:

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from . import yaml12
-from .errors import KitfileError
+from .errors import KitfileError, ReferenceFormatError
 from .gojson import Struct, UnsupportedValueError, marshal
+from .reference import parse_reference
 
 LOG = logging.getLogger(__name__)
 
@@ -462,9 +463,6 @@ def is_modelkit_reference(path: str) -> bool:
     """
     if ":" not in path and "@" not in path:
         return False
-    from .errors import ReferenceFormatError
-    from .reference import parse_reference  # lazy: reference.py is a sibling with its own imports
-
     try:
         parse_reference(path)
     except (ReferenceFormatError, ValueError):

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 from .compression import Sink, decompressing_reader
 from .digests import CHUNK, VerifyingReader
 from .errors import KitopsError, NotFoundError, PackError, S3SourceError, UnpackError, UnsafeLayerError
+from .filters import parse_filter_list
 
 if TYPE_CHECKING:
     from .api import KitOpsClient
@@ -934,9 +935,7 @@ def _check_bucket(s3: Any, loc: S3Uri) -> None:
 
 def _selected_layers(client: KitOpsClient, reference: str, filters: Sequence[str] | str | None) -> list[PlannedLayer]:
     """Resolve the ModelKit (local store, else registry) and make sure the selected blobs are in the store."""
-    from .api import _parse_filter_list
-
-    return client.source.selected_layers(reference, _parse_filter_list(filters))[1]
+    return client.source.selected_layers(reference, parse_filter_list(filters))[1]
 
 
 FileSink = Callable[[str, Any, int], None]
