@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import __version__
 from .api import KitOpsClient, ListEntry
+from .cli_sign import register as register_signing
 from .errors import KitopsError
 from .store import LocalStore, default_kitops_home
 
@@ -68,7 +69,7 @@ def _kitfile_arg(value: str) -> Path | object:
 def cmd_unpack(args: argparse.Namespace, kit: KitOpsClient) -> int:
     existing = "overwrite" if args.overwrite else "ignore" if args.ignore_existing else "error"
     result = kit.unpack(args.reference, args.dir, filters=args.filter or None, existing=existing,
-                        include_remote=args.include_remote)
+                        include_remote=args.include_remote, labels=getattr(args, "label", None))
     for path in result.paths:
         print(path)
     return 0
@@ -81,7 +82,7 @@ def cmd_push(args: argparse.Namespace, kit: KitOpsClient) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, kit: KitOpsClient) -> int:
-    desc = kit.pull(args.reference)
+    desc = kit.pull(args.reference, labels=getattr(args, "label", None))
     print(desc.pinned)
     return 0
 
@@ -220,7 +221,7 @@ def cmd_lineage(args: argparse.Namespace, kit: KitOpsClient) -> int:
 def cmd_promote(args: argparse.Namespace, kit: KitOpsClient) -> int:
     from .lineage import promote
 
-    event = promote(kit, args.reference, args.stage)
+    event = promote(kit, args.reference, args.stage, require_signature=args.require_signature)
     moved = f" (was {event.previous})" if event.previous and event.previous != event.digest else ""
     print(f"Promoted {event.repository}@{event.digest} to {event.stage}{moved}", file=sys.stderr)
     print(json.dumps(event.to_dict(), indent=2))
@@ -234,8 +235,9 @@ def cmd_history(args: argparse.Namespace, kit: KitOpsClient) -> int:
     if args.format == "json":
         print(json.dumps([e.to_dict() for e in events], indent=2))
         return 0
-    header = ("TIME", "STAGE", "DIGEST", "PREVIOUS", "USER")
-    rows = [(e.time, e.stage, e.digest, e.previous or "<none>", e.user or "<none>") for e in events]
+    header = ("TIME", "STAGE", "DIGEST", "PREVIOUS", "USER", "SIGNED BY")
+    rows = [(e.time, e.stage, e.digest, e.previous or "<none>", e.user or "<none>", e.signed_by or "<unchecked>")
+            for e in events]
     widths = [max(len(x[i]) for x in [header, *rows]) for i in range(len(header))]
     for line in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
@@ -334,8 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--remote", action="store_true", help="delete in the registry")
     _network_flags(p)
 
-    add("verify", cmd_verify, "Re-hash every blob and check every manifest and tag in the local store",
-        "kitops-flows verify")
+    register_signing(add, _network_flags, local_verify=cmd_verify)  # generate-key-pair, sign, verify
     add("gc", cmd_gc, "Delete blobs no ModelKit references", "kitops-flows gc")
 
     p = add("init", cmd_init, "Generate a Kitfile for a directory", "kitops-flows init ./churn --name churn")
@@ -369,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
             "kitops-flows promote reg.example.com/team/churn:v3 production")
     p.add_argument("reference")
     p.add_argument("stage", choices=("staging", "production", "retired"))
+    p.add_argument("--require-signature", metavar="KEY.pub", help="refuse unless signed by this public key")
     _network_flags(p)
 
     p = add("history", cmd_history, "Show the stage moves of a repository, newest first",
@@ -379,9 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("version", cmd_version, "Print the version", "kitops-flows version")
 
-    from . import cli_diff
+    from . import cli_diff, cli_index
 
     cli_diff.register(sub, _network_flags)
+    cli_index.register(sub, _network_flags)
+    from . import cli_s3
+
+    cli_s3.register(sub)
     return parser
 
 

@@ -218,16 +218,25 @@ class S3Source:
 
 @dataclass(frozen=True)
 class S3UnpackResult:
-    """What ``unpack_to_s3`` wrote: destination prefix, layers (digests) and the keys created."""
+    """What ``unpack_to_s3`` did: destination prefix, layers (digests), every key of the ModelKit there now,
+    and by key what was uploaded, replaced, skipped (same bytes), kept (``existing="skip"``) or deleted."""
 
     uri: str
     layers: tuple[str, ...]
     keys: tuple[str, ...]
     total_size: int
+    uploaded: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    marker: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"uri": self.uri, "layers": list(self.layers), "object_count": len(self.keys),
-                "total_size": self.total_size, "keys": list(self.keys)}
+                "total_size": self.total_size, "keys": list(self.keys), "uploaded": len(self.uploaded),
+                "replaced": len(self.replaced), "skipped": len(self.skipped), "kept": len(self.kept),
+                "deleted": len(self.deleted), "marker": self.marker}
 
 
 # -- client and errors ------------------------------------------------------------------------------------
@@ -879,45 +888,66 @@ def unpack_to_s3(
     dest: str,
     *,
     session: Any = None,
+    existing: str = "error",
+    delete: bool = False,
 ) -> S3UnpackResult:
     """Extract the layers ``filters`` select straight into ``dest`` (an ``s3://bucket/prefix/``).
 
     Each file lands at ``<prefix><path in the layer>``, the same names ``unpack`` would write under
-    a directory; directories are implicit in S3 and not written. Files are uploaded with boto3's
-    managed transfer (multipart above ``PART_SIZE``) from a bounded reader over the tar member.
+    a directory; directories are implicit in S3 and not written.
 
     Verification before visibility: every selected blob is first read once locally, hashing it
-    (digest, and diffId when compressed) and checking every member name and type; only then is
-    anything uploaded. That local pass is cheap next to the upload and means a corrupted or
-    malicious layer never writes a single object. The upload pass re-verifies while it reads; if
-    that or an upload fails, the keys created by this call are deleted (best effort) and
-    S3SourceError is raised. Keys that existed before are overwritten, as S3 writes are.
+    (digest, and diffId when compressed), checking every member name and type, and hashing each
+    file (sha256, MD5). Only then is the prefix listed and anything written, by an
+    ``s3_write.S3PrefixWriter``: objects already holding the same bytes are skipped (sync);
+    different ones are refused (``existing="error"``, the default), kept (``"skip"``) or replaced
+    only after every new object is uploaded and verified (``"overwrite"``); ``delete=True`` then
+    removes keys the ModelKit does not have. A completion marker ``<prefix>.kitops-flows/complete.json``
+    is written last. If anything fails, every object that existed before is as it was.
 
     >>> unpack_to_s3(kit, "reg.example.com/team/churn@sha256:…", ["datasets:train"], "s3://serve/churn/")  # doctest: +SKIP
     """
+    from .s3_write import PlannedFile, S3PrefixWriter, hash_file
+
     loc = S3Uri.parse(dest)
     if not loc.is_prefix:
         raise S3SourceError(f"{dest}: the destination must be a prefix ending in '/' (e.g. s3://bucket/path/)")
-    planned = _selected_layers(client, reference, filters)
+    planned, manifest_digest = _selected_layers(client, reference, filters)
     s3 = s3_client(session if session is not None else client.s3_session)
-    for p in planned:  # pass 1: verify, nothing written anywhere
-        _walk_layer(client, p, reference, None)
+    files: list[PlannedFile] = []
+
+    def plan(name: str, reader: Any, _size: int) -> None:
+        files.append(PlannedFile(name, *hash_file(reader)))
+
+    for p in planned:  # pass 1: verify and hash, nothing written anywhere
+        _walk_layer(client, p, reference, plan)
+    writer = S3PrefixWriter(s3, loc, files, existing=existing, delete=delete)
     _check_bucket(s3, loc)
-    created: list[str] = []
+    with _translated(str(loc), "listing the destination"):
+        writer.prepare()
     total = 0
     try:
         for p in planned:
-            total += _walk_layer(client, p, reference, lambda name, f, size: _upload(s3, loc, name, f, size, created))
-    except Exception as e:
-        _rollback(s3, loc.bucket, created)
-        if isinstance(e, KitopsError):
+            total += _walk_layer(client, p, reference, writer.write)
+        outcome = writer.commit({"reference": reference, "digest": manifest_digest,
+                                 "layers": [p.layer.digest for p in planned]})
+    except BaseException as e:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        problems = writer.rollback()  # every object that existed before is as it was (else: problems say where)
+        err = _s3_error(e, str(loc), "writing") if isinstance(e, (ClientError, BotoCoreError)) else e
+        for problem in problems:
+            err.add_note(problem)
+        if err is e:
             raise
-        raise _s3_error(e, str(loc), "uploading") from e
-    except BaseException:
-        _rollback(s3, loc.bucket, created)
-        raise
-    LOG.info("Unpacked %d file(s) of %s to %s", len(created), reference, loc)
-    return S3UnpackResult(str(loc), tuple(p.layer.digest for p in planned), tuple(created), total)
+        raise err from e
+    LOG.info("Unpacked %d file(s) of %s to %s (%d uploaded, %d replaced, %d already there, %d deleted)",
+             len(outcome.keys), reference, loc, len(outcome.uploaded), len(outcome.replaced),
+             len(outcome.skipped), len(outcome.deleted))
+    return S3UnpackResult(str(loc), tuple(p.layer.digest for p in planned), tuple(outcome.keys), total,
+                          uploaded=tuple(outcome.uploaded), replaced=tuple(outcome.replaced),
+                          skipped=tuple(outcome.skipped), kept=tuple(outcome.kept), deleted=tuple(outcome.deleted),
+                          marker=outcome.marker)
 
 
 def _check_bucket(s3: Any, loc: S3Uri) -> None:
@@ -933,9 +963,11 @@ def _check_bucket(s3: Any, loc: S3Uri) -> None:
         raise _s3_error(e, str(loc), "checking the destination bucket") from e
 
 
-def _selected_layers(client: KitOpsClient, reference: str, filters: Sequence[str] | str | None) -> list[PlannedLayer]:
+def _selected_layers(client: KitOpsClient, reference: str,
+                     filters: Sequence[str] | str | None) -> tuple[list[PlannedLayer], str]:
     """Resolve the ModelKit (local store, else registry) and make sure the selected blobs are in the store."""
-    return client.source.selected_layers(reference, parse_filter_list(filters))[1]
+    loaded, planned = client.source.selected_layers(reference, parse_filter_list(filters))
+    return planned, loaded.manifest_desc.digest
 
 
 FileSink = Callable[[str, Any, int], None]
@@ -1026,27 +1058,6 @@ class _Bounded:
 
     def seekable(self) -> bool:
         return False
-
-
-def _upload(s3: Any, loc: S3Uri, name: str, reader: Any, size: int, created: list[str]) -> None:
-    from boto3.s3.transfer import TransferConfig
-
-    key = loc.key + name
-    config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4)
-    config.max_in_memory_upload_chunks = 4  # s3transfer's knob (boto3 does not expose it): bounds buffered parts
-    created.append(key)
-    if 0 <= size <= PART_SIZE:  # one PUT; a transfer manager per small file costs more than the upload
-        data = reader.read(size)
-        s3.put_object(Bucket=loc.bucket, Key=key, Body=data)
-        return
-    s3.upload_fileobj(reader, loc.bucket, key, Config=config)
-
-
-def _rollback(s3: Any, bucket: str, keys: list[str]) -> None:
-    for start in range(0, len(keys), 1000):
-        batch = [{"Key": k} for k in keys[start:start + 1000]]
-        with contextlib.suppress(Exception):  # best effort: the original error is what matters
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
 
 __all__ = [

@@ -80,9 +80,9 @@ class ModelKitSource:
         client = self.registry(ref.registry)
         fetched = client.get_manifest(ref.repository, ref.reference)
         if fetched.media_type == OCI_INDEX:
-            raise ManifestError(
-                f"{ref} is an OCI index (a ModelKit index); pull one of its entries by digest instead"
-            )
+            from .modelindex import index_media_error
+
+            raise ManifestError(index_media_error(fetched.data, str(ref)))
         manifest = Manifest.from_bytes(fetched.data, f"manifest of {ref}")
         manifest.format  # raises "not a modelkit" early  # noqa: B018
         self.fetch_blob(client, ref.repository, manifest.config)

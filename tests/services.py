@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -424,13 +424,15 @@ class MotoS3Server(_Service):
 
 @dataclass
 class ProxiedRequest:
-    """One request seen by a CountingProxy; ``body_bytes`` is the response body bytes sent to the client."""
+    """One request seen by a CountingProxy; ``body_bytes`` is the response body bytes sent to the client,
+    ``headers`` the request headers as received (names lowercased)."""
 
     method: str
     path: str
     status: int = 0
     body_bytes: int = 0
     fault: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -446,6 +448,7 @@ class Fault:
     path_contains: str = ""
     method: str = ""
     retry_after: str = ""
+    after: int = 0  # let this many matching requests through first
 
     def matches(self, method: str, path: str) -> bool:
         return (not self.method or self.method == method) and self.path_contains in path
@@ -466,6 +469,8 @@ class CountingProxy(_Service):
         proxy.fail_fraction(0.3, status=429, seed=1)                 # ~30 % of requests answer 429
         proxy.drop_next(1)                                           # close the connection without answering
         proxy.truncate_next(1, after_bytes=100, path_contains="/blobs/")
+        proxy.fail_next(1, status=404, path_contains="/blobs/", after=3)  # the 4th blob request fails
+        proxy.ignore_range = True                                    # drop Range headers: servers send all
         proxy.bytes_for("/blobs/sha256:ab...", method="GET")        # response bytes sent for matching paths
         proxy.stop()
 
@@ -481,6 +486,7 @@ class CountingProxy(_Service):
         self.requests: list[ProxiedRequest] = []
         self._faults: list[Fault] = []
         self._random = random.Random(0)
+        self.ignore_range = False
         self._lock = threading.Lock()
         self._server: _ProxyServer | None = None
         self._thread: threading.Thread | None = None
@@ -515,10 +521,11 @@ class CountingProxy(_Service):
 
     # fault planning
     def fail_next(self, count: int, status: int = 503, *, path_contains: str = "", method: str = "",
-                  retry_after: str = "") -> None:
-        """Answer the next ``count`` matching requests with ``status`` (e.g. 500, 503, 429) instead of forwarding."""
+                  retry_after: str = "", after: int = 0) -> None:
+        """Answer the next ``count`` matching requests with ``status`` (e.g. 500, 503, 429) instead of forwarding
+        (after letting ``after`` matching requests through)."""
         self._add(Fault("status", count=count, status=status, path_contains=path_contains, method=method,
-                        retry_after=retry_after))
+                        retry_after=retry_after, after=after))
 
     def fail_fraction(self, fraction: float, status: int = 503, *, seed: int = 0, path_contains: str = "",
                       method: str = "") -> None:
@@ -564,12 +571,15 @@ class CountingProxy(_Service):
         with self._lock:
             self._faults.append(fault)
 
-    def _begin(self, method: str, path: str) -> tuple[ProxiedRequest, Fault | None]:
+    def _begin(self, method: str, path: str, headers: dict[str, str]) -> tuple[ProxiedRequest, Fault | None]:
         with self._lock:
-            record = ProxiedRequest(method, path)
+            record = ProxiedRequest(method, path, headers=headers)
             self.requests.append(record)
             for fault in self._faults:
                 if not fault.matches(method, path):
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
                     continue
                 if fault.count > 0:
                     fault.count -= 1
@@ -659,7 +669,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         proxy = self.server.proxy
-        record, fault = proxy._begin(self.command, self.path)
+        record, fault = proxy._begin(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             with contextlib.suppress(OSError):
@@ -690,7 +700,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             try:
                 upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for name, value in self.headers.items():
-                    if name.lower() not in _HOP_BY_HOP:
+                    if name.lower() not in _HOP_BY_HOP and not (self.server.proxy.ignore_range and
+                                                                name.lower() == "range"):
                         upstream.putheader(name, value)
                 chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
                 if chunked:

@@ -218,7 +218,9 @@ def test_round_trip_s3_modelkit_registry_layer_s3(s3: Any, registry: Any, tmp_pa
     result = unpack_to_s3(fresh, desc.pinned, ["datasets:train"], "s3://dst-bkt/out/")
     expected = {f"out/data/train/{k}": v for k, v in tree.items()} | {"out/data/train/weights/big.bin": big}
     listed = {o["Key"] for p in c.get_paginator("list_objects_v2").paginate(Bucket="dst-bkt") for o in p["Contents"]}
-    assert listed == set(expected) == set(result.keys)
+    assert listed == set(expected) | {"out/.kitops-flows/complete.json"}
+    assert set(result.keys) == set(result.uploaded) == set(expected)
+    assert result.marker == "s3://dst-bkt/out/.kitops-flows/complete.json"
     for key, body in expected.items():
         assert c.get_object(Bucket="dst-bkt", Key=key)["Body"].read() == body, key
     assert result.total_size == sum(len(b) for b in expected.values())
