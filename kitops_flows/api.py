@@ -517,7 +517,14 @@ class KitOpsClient:
         """
         from .signing import sign_modelkit
 
-        return sign_modelkit(self, reference, key, mode=mode, attest=attest)
+        return sign_modelkit(self, reference, key, mode=mode, attest=attest, provenance=self._provenance_of)
+
+    def _provenance_of(self, pinned: str) -> dict[str, object] | None:
+        """The verified provenance statement of a ModelKit, or None when it has none (what ``sign`` attests)."""
+        try:
+            return lineage.read_provenance(self, pinned)
+        except NotFoundError:
+            return None
 
     def verify_signature(self, reference: str, key: VerifyKey | KeySpec, *,
                          attestation: bool = False) -> Verification:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -453,6 +454,19 @@ def _rel(base: str, target: str) -> str:
         raise ValueError(f"Rel: can't make {target} relative to {base}")
     up = [".."] * (len(b_parts) - i)
     return "/".join(up + t_parts[i:]) or "."
+
+
+def kitfile_arg(value: str) -> Path | Kitfile:
+    """A ``-f/--file`` argument: ``-`` reads the Kitfile from stdin (as kit does), anything else is a path.
+
+    >>> kitfile_arg("ml/Kitfile")
+    PosixPath('ml/Kitfile')
+    """
+    if value == "-":
+        if sys.stdin.isatty():
+            raise KitfileError("No input file specified and no data piped")
+        return Kitfile.from_yaml(sys.stdin.read(), source="<stdin>")
+    return Path(value)
 
 
 def is_modelkit_reference(path: str) -> bool:

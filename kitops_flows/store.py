@@ -45,6 +45,8 @@ from .atomicfile import write_atomic
 from .descriptor import Descriptor
 from .digests import CHUNK, VerifyingReader
 from .errors import DigestMismatchError, NotFoundError, StoreError
+from .indexstore import LocalIndexStore
+from .layout import repo_file_stem
 from .manifest import Manifest
 from .mediatypes import OCI_MANIFEST
 from .reference import DEFAULT_REGISTRY, DEFAULT_REPOSITORY, Reference, is_digest
@@ -67,11 +69,6 @@ def default_kitops_home() -> Path:
     if xdg := os.environ.get("XDG_DATA_HOME"):
         return Path(xdg) / "kitops"
     return Path.home() / ".local" / "share" / "kitops"
-
-
-def repo_file_stem(repo_path: str) -> str:
-    """kit names per-repository files by URL-safe base64 (with padding) of ``registry/repository``."""
-    return base64.urlsafe_b64encode(repo_path.encode()).decode()
 
 
 @dataclass
@@ -467,9 +464,7 @@ class LocalStore:
         problems: list[str] = []
         roots = {d.digest for repo in self.list_repos() for d in self._repo_manifests(repo)}
         roots |= self._extra_roots()
-        from .indexstore import LocalIndexStore  # ModelKit indexes: kept, but they are not ModelKit manifests
-
-        keep |= LocalIndexStore(self).digests()
+        keep |= LocalIndexStore(self).digests()  # ModelKit indexes: kept, but they are not ModelKit manifests
         for digest in roots:
             keep.add(digest)
             try:
