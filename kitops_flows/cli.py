@@ -51,6 +51,7 @@ def cmd_pack(args: argparse.Namespace, kit: KitOpsClient) -> int:
     desc = kit.pack(
         args.directory, kitfile=None if args.file in (None,) else kitfile_arg(args.file), reference=args.tag,
         compression=args.compression, layer_format=args.layer_format, push=args.push,
+        use_model_pack=args.use_model_pack,
     )
     print(f"Model saved: {desc.digest}", file=sys.stderr)
     print(desc.reference if args.tag else desc.digest)
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--tag", help="reference to tag it with: [registry/]repo[:tag][,tag2...]")
     p.add_argument("--compression", default="none", choices=("none", "gzip", "gzip-fastest", "zstd"))
     p.add_argument("--layer-format", default="tar", choices=("tar", "raw"))
+    p.add_argument("--use-model-pack", action="store_true",
+                   help="write a CNCF ModelPack artifact (model-spec config and media types) instead of kit's format")
     p.add_argument("--push", action="store_true", help="push to the registry named in -t after packing")
     _network_flags(p)
 

@@ -21,7 +21,7 @@ from ..errors import KitopsError, NotFoundError
 from ..manifest import ANNOTATION_CREATED, Manifest
 from ..sources import ModelKitSource, SourceLike, as_source
 from .model import ANNOTATION_PARENTS, STAGE_LOG_TAG, NodeRef, pin, short_digest
-from .records import child_edges, statements_of
+from .records import child_edges, run_summaries, statements_of
 from .referrers import RecordReader
 from .render import render, to_dot, to_mermaid
 
@@ -32,7 +32,8 @@ DIRECTIONS = ("up", "down", "both")
 class LineageNode:
     """One node of a lineage graph. ``kind``: ``modelkit``, ``s3`` (an object version) or ``code`` (a commit).
 
-    ``missing`` marks a ModelKit named by a record but not found where it was said to be.
+    ``missing`` marks a ModelKit named by a record but not found where it was said to be. ``runs``: every
+    run that produced this digest (one provenance record each; newest first), see ``records.run_summaries``.
     """
 
     id: str
@@ -46,6 +47,7 @@ class LineageNode:
     version: str = ""
     uri: str = ""
     missing: bool = False
+    runs: tuple[dict[str, Any], ...] = ()
 
     @property
     def short_digest(self) -> str:
@@ -54,6 +56,7 @@ class LineageNode:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tags"] = list(self.tags)
+        d["runs"] = [dict(r) for r in self.runs]
         d["shortDigest"] = self.short_digest
         return {k: v for k, v in d.items() if v not in ("", [], False) or k in ("id", "kind", "label")}
 
@@ -147,7 +150,7 @@ class _Walker:
         lnode = LineageNode(
             id=node.digest, kind="modelkit", label=node.repo_path, digest=node.digest, repo_path=node.repo_path,
             tags=self.tags(node), created=manifest.annotations.get(ANNOTATION_CREATED, ""), name=name,
-            version=version,
+            version=version, runs=tuple(run_summaries(statements_of(self.reader, node))),
         )
         self.graph.nodes[node.digest] = lnode
         return lnode, manifest

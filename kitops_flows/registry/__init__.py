@@ -6,7 +6,8 @@
 * ``credentials``: ``RegistryCredentials`` and ``resolve_credentials`` (env vars, kit's
   credentials.json, docker config, credential helpers).
 * ``login``: ``login`` (checks, then saves) and ``logout``.
-* ``retry.RetryPolicy``, ``upload_policy.UploadPolicy``: tunables, one table each.
+* ``retry.RetryPolicy``, ``upload_policy.UploadPolicy``, ``ranged.ParallelDownload``: tunables, one
+  table each (``ranged`` also holds the parallel ranged download of one blob).
 * ``errors``: registry-specific subclasses of ``kitops_flows.errors`` classes.
 
     from kitops_flows.registry import RegistryClient, resolve_credentials
@@ -30,12 +31,13 @@ from .credentials import (
 )
 from .errors import RegistryAuthError, RegistryHTTPError, RegistryNotFoundError, RegistryUnreachableError
 from .login import login, logout
+from .ranged import ONE_STREAM, ParallelDownload
 from .retry import NO_RETRY, RetryPolicy
 from .upload_policy import DEFAULT_CHUNK_SIZE, KIT_RULES, UploadPolicy, UploadRule
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE", "ENV_PASSWORD", "ENV_REGISTRY", "ENV_USERNAME", "KIT_RULES", "MANIFEST_ACCEPT",
-    "MAX_MANIFEST_SIZE", "NO_RETRY", "Challenge", "FetchedManifest", "RegistryAuthError", "RegistryClient",
+    "MAX_MANIFEST_SIZE", "NO_RETRY", "ONE_STREAM", "Challenge", "FetchedManifest", "ParallelDownload", "RegistryAuthError", "RegistryClient",
     "RegistryCredentials", "RegistryHTTPError", "RegistryNotFoundError", "RegistryUnreachableError", "RetryPolicy",
     "UploadPolicy", "UploadRule", "login", "logout", "parse_challenge", "remove_credentials",
     "resolve_credentials", "store_credentials",
