@@ -29,7 +29,7 @@ from ..errors import NotFoundError, StoreError
 from ..manifest import Manifest
 from ..mediatypes import OCI_INDEX, OCI_MANIFEST
 from ..registry import RegistryClient
-from ..sources import ModelKitSource
+from ..sources import ModelKitSource, as_source
 from ..store import Descriptor, LocalStore
 from .model import EMPTY_BYTES, EMPTY_DESCRIPTOR, NodeRef, check_bytes, sha256_of
 
@@ -145,6 +145,9 @@ class RemoteWriter:
     registry: str
     _api: dict[str, bool] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.source = as_source(self.source)  # a KitOpsClient is accepted too
+
     @property
     def rc(self) -> RegistryClient:
         return self.source.registry(self.registry)
@@ -187,6 +190,9 @@ class RecordReader:
 
     source: ModelKitSource
     remote: bool = True
+
+    def __post_init__(self) -> None:
+        self.source = as_source(self.source)  # a KitOpsClient is accepted too
 
     def _remote_ok(self, node: NodeRef) -> bool:
         return self.remote and not node.is_local_only
