@@ -19,8 +19,9 @@ from typing import Any
 
 from ..errors import KitopsError, NotFoundError
 from ..manifest import ANNOTATION_CREATED, Manifest
+from ..reference import is_internal_tag
 from ..sources import ModelKitSource, SourceLike, as_source
-from .model import ANNOTATION_PARENTS, STAGE_LOG_TAG, NodeRef, pin, short_digest
+from .model import ANNOTATION_PARENTS, NodeRef, pin, short_digest
 from .records import child_edges, run_summaries, statements_of
 from .referrers import RecordReader
 from .render import render, to_dot, to_mermaid
@@ -121,7 +122,7 @@ class _Walker:
                 except NotFoundError:
                     tags = []
                 for tag in tags:
-                    if tag == STAGE_LOG_TAG or tag.startswith("sha256-"):
+                    if is_internal_tag(tag):
                         continue  # our own bookkeeping tags
                     digest = rc.manifest_digest(node.repository, tag)
                     if digest and tag not in by_digest.setdefault(digest, []):

@@ -22,14 +22,16 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..atomicfile import write_atomic
 from ..errors import NotFoundError, StoreError
 from ..manifest import Manifest
 from ..mediatypes import OCI_INDEX, OCI_MANIFEST
-from ..registry import RegistryClient
 from ..sources import ModelKitSource, as_source
+
+if TYPE_CHECKING:
+    from ..registry import RegistryClient
 from ..store import Descriptor, LocalStore
 from .model import EMPTY_BYTES, EMPTY_DESCRIPTOR, NodeRef, check_bytes, sha256_of
 

@@ -23,7 +23,6 @@ from ..errors import KitopsError, NotFoundError
 from ..manifest import ANNOTATION_CREATED, Manifest
 from ..mediatypes import OCI_MANIFEST
 from ..reference import Reference, parse_reference
-from ..signing.policy import SignaturePolicy
 from ..sources import ModelKitSource, SourceLike, as_source
 from .model import (
     ANNOTATION_PREVIOUS,
@@ -154,6 +153,8 @@ def _check_signature(source: ModelKitSource, node: NodeRef, require_signature: o
     """The fingerprint of the key that signed ``node`` per the policy, or "" when none is required."""
     if require_signature is None:
         return ""
+    from ..signing.policy import SignaturePolicy  # cryptography is loaded only when a signature is checked
+
     policy = SignaturePolicy.of(require_signature)  # type: ignore[arg-type]
     assert policy is not None
     return policy.check(source, node.pinned).signed_by  # SignatureError (one line per failure) if unsigned
