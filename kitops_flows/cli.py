@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .cli_sign import register as register_signing
 from .errors import KitopsError
+from .kitfile import kitfile_arg
 
 if TYPE_CHECKING:  # the API is imported when a command runs: `--help` stays fast
     from .api import KitOpsClient, ListEntry
@@ -83,23 +84,13 @@ def _retry_times(text: str) -> int:
 
 def cmd_pack(args: argparse.Namespace, kit: KitOpsClient) -> int:
     desc = kit.pack(
-        args.directory, kitfile=None if args.file in (None,) else _kitfile_arg(args.file), reference=args.tag,
+        args.directory, kitfile=None if args.file in (None,) else kitfile_arg(args.file), reference=args.tag,
         compression=args.compression, layer_format=args.layer_format, push=args.push,
         use_model_pack=args.use_model_pack,
     )
     print(f"Model saved: {desc.digest}", file=sys.stderr)
     print(desc.reference if args.tag else desc.digest)
     return 0
-
-
-def _kitfile_arg(value: str) -> Path | object:
-    if value == "-":
-        from .kitfile import Kitfile
-
-        if sys.stdin.isatty():
-            raise KitopsError("No input file specified and no data piped")
-        return Kitfile.from_yaml(sys.stdin.read(), source="<stdin>")
-    return Path(value)
 
 
 def cmd_unpack(args: argparse.Namespace, kit: KitOpsClient) -> int:

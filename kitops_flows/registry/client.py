@@ -35,12 +35,12 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .. import __version__
+from ..descriptor import Descriptor
 from ..digests import VerifyingReader
 from ..errors import DigestMismatchError, KitopsError, RegistryError
 from ..mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from ..progress import ProgressReporter
 from ..reference import is_digest, validate_digest
-from ..store import Descriptor
 from .auth import Authenticator, delete_scope, pull_scope, push_scope
 from .credentials import RegistryCredentials
 from .errors import (
