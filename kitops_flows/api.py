@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
+from .errors import KitopsError, NotFoundError, NotInLocalStoreError, RegistryError, TagExistsError
 from .filters import LayerFilter, parse_filters
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
@@ -31,13 +31,15 @@ from .modelkit import LayerSummary, ModelKitDescriptor, PushResult, describe
 from .pack import LayerSource, PackOptions, load_kitfile, target_reference
 from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
-from .reference import Reference, parse_reference
-from .registry import RegistryClient, RegistryCredentials, RegistryHTTPError, RetryPolicy, resolve_credentials
+from .reference import Reference, is_internal_tag, parse_reference
+from .registry import ParallelDownload, RegistryCredentials, RetryPolicy, resolve_credentials
 from .sources import LoadedModelKit, ModelKitSource, require_registry
 from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
+from .worker_store import not_in_store
 
 if TYPE_CHECKING:
+    from .registry import RegistryClient  # imported when first used: it brings in requests
     from .signing import KeySpec, SigningKey, SignResult, Verification, VerifyKey
 
 LOG = logging.getLogger("kitops_flows")
@@ -50,16 +52,18 @@ IMMUTABLE_TAG_SETTLE = 0.25  # seconds between writing an immutable tag and read
 class ListEntry:
     """A row of ``list``, with kit's JSON keys (``to_dict``)."""
 
-    repo: str
+    repo: str  # registry/repository
     digest: str
     tags: tuple[str, ...]
     model_name: str
-    size: str
+    size: int  # bytes of the manifest's layers (config excluded), as kit's list --format json
     author: str
 
     def to_dict(self) -> dict[str, object]:
-        return {"repo": self.repo, "digest": self.digest, "tags": list(self.tags), "modelName": self.model_name,
-                "size": self.size, "author": self.author}
+        """kit's JSON row: repository as kit displays it, ``tags`` null when untagged, ``<none>`` for unknown names."""
+        return {"repo": self.repo.removeprefix("localhost/"), "digest": self.digest,
+                "tags": list(self.tags) if self.tags else None, "modelName": self.model_name or "<none>",
+                "size": self.size, "author": self.author or "<none>"}
 
 
 @dataclass
@@ -81,6 +85,7 @@ class KitOpsClient:
     progress: ProgressCallback | None = None
     s3_session: object | None = None  # a boto3.Session; None = boto3's default credential chain
     retry: RetryPolicy | None = None  # registry retries/backoff; None = RetryPolicy()'s defaults
+    parallel_download: ParallelDownload | None = None  # connections per big blob; None = ParallelDownload()
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -96,10 +101,12 @@ class KitOpsClient:
     def registry_client(self, registry: str) -> RegistryClient:
         """The (cached) client for one registry host."""
         if registry not in self._clients:
+            from .registry import RegistryClient
+
             creds = self._credentials_for(registry)
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
-                concurrency=self.concurrency, retry=self.retry,
+                concurrency=self.concurrency, retry=self.retry, parallel_download=self.parallel_download,
             )
         return self._clients[registry]
 
@@ -136,6 +143,7 @@ class KitOpsClient:
         sign: SigningKey | None = None,
         previous: Sequence[str | ModelKitDescriptor] = (),
         inputs_fingerprint: str = "",
+        use_model_pack: bool = False,
     ) -> ModelKitDescriptor:
         """Pack a directory into the local store (and push it when ``push``).
 
@@ -182,7 +190,7 @@ class KitOpsClient:
         target = target_reference(reference)
         desc = _pack(
             self.store, context, kitfile=kf, reference=reference,
-            options=PackOptions(compression=compression, layer_format=layer_format),
+            options=PackOptions(compression=compression, layer_format=layer_format, use_model_pack=use_model_pack),
             annotations=extra, layer_sources=layer_sources, reuse=reuse_identical(self, target, previous),
         )
         if provenance is not None:
@@ -216,12 +224,14 @@ class KitOpsClient:
                 LOG.warning("skipping %s@%s: %s", entry.repo_path, entry.descriptor.digest, e)
                 continue
             entries.append(self._list_entry(entry.repo_path, entry.descriptor.digest, entry.tags, loaded))
-        return entries
+        return sorted(entries, key=lambda e: (e.repo, e.digest))  # kit: repository by repository, then digest
 
     def _list_remote(self, ref: Reference) -> list[ListEntry]:
         client = self.registry_client(ref.registry)
         rows: dict[str, list[str]] = {}
         for tag in client.list_tags(ref.repository):
+            if is_internal_tag(tag):
+                continue
             digest = client.manifest_digest(ref.repository, tag)
             if digest:
                 rows.setdefault(digest, []).append(tag)
@@ -232,7 +242,7 @@ class KitOpsClient:
             except (KitopsError, ManifestError):
                 continue  # not a ModelKit (kit's list skips those too)
             out.append(self._list_entry(ref.repo_path, digest, tuple(sorted(tags)), loaded))
-        return out
+        return sorted(out, key=lambda e: e.digest)
 
     @staticmethod
     def _list_entry(repo_path: str, digest: str, tags: Iterable[str], loaded: LoadedModelKit) -> ListEntry:
@@ -240,8 +250,8 @@ class KitOpsClient:
         size = sum(l.size for l in loaded.manifest.layers)
         return ListEntry(
             repo=repo_path, digest=digest, tags=tuple(tags),
-            model_name=kf.package.name or (kf.model.name if kf.model else ""),
-            size=_kit_size(size), author=kf.package.authors[0] if kf.package.authors else "",
+            model_name=kf.package.name,
+            size=size, author=kf.package.authors[0] if kf.package.authors else "",
         )
 
     def inspect(self, reference: str, *, remote: bool = False) -> dict[str, object]:
@@ -306,7 +316,12 @@ class KitOpsClient:
         src = parse_reference(source)
         dst = parse_reference(destination) if destination else src
         require_registry(dst, "push")
-        loaded = self.source.load_local(src)
+        try:
+            loaded = self.source.load_local(src)
+        except NotInLocalStoreError:
+            raise
+        except NotFoundError:
+            raise not_in_store(src.display(), self.store.home, f"push {src.display()}", local_only=False) from None
         client = self.registry_client(dst.registry)
         repo, digest = dst.repository, loaded.manifest_desc.digest
         tags = dst.tags if destination else (src.tags or [])
@@ -379,6 +394,8 @@ class KitOpsClient:
         so for a moment it reads empty (distribution/distribution#4478, fixed in v3). Eight pipelines
         pushing ModelKits that share a layer hit this in most runs.
         """
+        from .registry import RegistryHTTPError
+
         for attempt in range(MANIFEST_BLOB_RETRIES + 1):
             try:
                 client.put_manifest(repo, reference, data, OCI_MANIFEST)
@@ -466,7 +483,7 @@ class KitOpsClient:
             return self.describe(reference)
         except NotFoundError:
             if ref.is_local_only:
-                raise
+                raise not_in_store(ref.display(), self.store.home, f"resolve {ref.display()}", local_only=True) from None
         loaded = self.source.load_remote(ref)
         tags = [] if ref.is_digest else [ref.reference]
         return describe(ref.registry, ref.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
@@ -482,7 +499,8 @@ class KitOpsClient:
     def list_tags(self, repository: str) -> dict[str, str]:
         """``{tag: manifest digest}`` of a repository (registry or local store), without fetching configs.
 
-        Bookkeeping tags of the referrers tag schema (``sha256-…``) and the stage log are left out.
+        Bookkeeping tags (``reference.is_internal_tag``: referrers fallback, ``.sig``/``.att``, the stage log) are
+        left out.
         """
         ref = parse_reference(repository)
         if ref.is_local_only:
@@ -490,7 +508,7 @@ class KitOpsClient:
         client = self.registry_client(ref.registry)
         out = {}
         for tag in client.list_tags(ref.repository):
-            if tag.startswith(("sha256-", "kitops-flows-")):
+            if is_internal_tag(tag):
                 continue
             digest = client.manifest_digest(ref.repository, tag)
             if digest is not None:
@@ -645,14 +663,6 @@ def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> lis
     if isinstance(filters, str):
         filters = [filters]
     return [f if isinstance(f, LayerFilter) else parse_filters([f])[0] for f in filters]
-
-
-def _kit_size(n: int) -> str:
-    """kit list's SIZE: KiB/MiB/GiB with one decimal, rounded down."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{int(n * 10 / scale) / 10:.1f} {unit}"
-    return f"{n} B"
 
 
 __all__ = [

@@ -29,14 +29,24 @@ from .manifest import (
     ANNOTATION_CLI_VERSION,
     ANNOTATION_CREATED,
     ANNOTATION_FILE_METADATA,
+    ANNOTATION_KITFILE,
     Manifest,
     clean_path,
     created_timestamp,
     kitfile_from_manifest,
     layer_annotations,
 )
-from .mediatypes import KIT_CONFIG, LayerMediaType, check_compression, check_layer_format
+from .mediatypes import (
+    KIT_ARTIFACT_TYPE,
+    KIT_CONFIG,
+    MODELPACK_ARTIFACT_TYPE,
+    MODELPACK_CONFIG,
+    LayerMediaType,
+    check_compression,
+    check_layer_format,
+)
 from .modelkit import ModelKitDescriptor, describe
+from .modelpack import check_modelpack, modelpack_config
 from .reference import DEFAULT_REGISTRY, DEFAULT_REPOSITORY, Reference, parse_reference
 from .store import Descriptor, LocalStore
 
@@ -68,6 +78,7 @@ class PackOptions:
 
     compression: str = "none"
     layer_format: str = "tar"
+    use_model_pack: bool = False  # ModelPack output (kit pack --use-model-pack): cncf media types and config
 
     def __post_init__(self) -> None:
         check_compression(self.compression)
@@ -113,6 +124,8 @@ def pack(
     for warning in kf.validate(source=kitfile_name):
         LOG.warning("%s", warning)
 
+    if options.use_model_pack:
+        check_modelpack(kf, options.layer_format, options.compression)
     entries = kf.layer_entries()
     if not entries:
         LOG.warning("ModelKit contains no layers")
@@ -127,16 +140,22 @@ def pack(
         entry.entry.layer_info = info
         layer_descs.append(desc)
 
-    config_bytes = kf.to_json()
+    manifest_annotations = {ANNOTATION_CLI_VERSION: CLI_VERSION, ANNOTATION_CREATED: created_timestamp()}
+    if options.use_model_pack:  # the Kitfile travels as an annotation; the config is model-spec's
+        manifest_annotations[ANNOTATION_KITFILE] = kf.to_json().decode()
+        diff_ids = [e.entry.layer_info.diff_id for e in entries]  # type: ignore[union-attr]
+        config_bytes, config_type, artifact_type = modelpack_config(kf, diff_ids), MODELPACK_CONFIG, MODELPACK_ARTIFACT_TYPE
+    else:
+        config_bytes, config_type, artifact_type = kf.to_json(), KIT_CONFIG, KIT_ARTIFACT_TYPE
     config_digest, config_size = store.put_bytes(config_bytes)
     LOG.info("Saved configuration: %s", config_digest)
 
-    manifest_annotations = {ANNOTATION_CLI_VERSION: CLI_VERSION, ANNOTATION_CREATED: created_timestamp()}
     manifest_annotations.update(annotations or {})
     manifest = Manifest(
-        config=Descriptor(KIT_CONFIG, config_digest, config_size),
+        config=Descriptor(config_type, config_digest, config_size),
         layers=layer_descs,
         annotations=manifest_annotations,
+        artifact_type=artifact_type,
     )
     data = manifest.to_bytes()
     known = reuse(manifest) if reuse is not None else None
@@ -192,6 +211,7 @@ def _build_layer(
         base="code" if entry.kind == "prompt" else entry.kind,
         format="raw" if raw else "tar",
         compression=compression,
+        modelpack=options.use_model_pack,
     )
     annotations = layer_annotations(entry)
     with store.ingest() as blob:

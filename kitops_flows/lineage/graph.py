@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import KitopsError, NotFoundError
 from ..manifest import ANNOTATION_CREATED, Manifest
-from ..reference import parse_reference
-from .model import ANNOTATION_PARENTS, STAGE_LOG_TAG, NodeRef, resolve_manifest, short_digest
+from ..reference import is_internal_tag, parse_reference
+from .model import ANNOTATION_PARENTS, NodeRef, resolve_manifest, short_digest
 from .records import child_edges, run_summaries, statements_of
 from .referrers import RecordReader
 
@@ -141,7 +141,7 @@ class _Walker:
                 except NotFoundError:
                     tags = []
                 for tag in tags:
-                    if tag == STAGE_LOG_TAG or tag.startswith("sha256-"):
+                    if is_internal_tag(tag):
                         continue  # our own bookkeeping tags
                     digest = rc.manifest_digest(node.repository, tag)
                     if digest and tag not in by_digest.setdefault(digest, []):
