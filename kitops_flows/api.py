@@ -87,6 +87,7 @@ class KitOpsClient:
     s3_session: object | None = None  # a boto3.Session; None = boto3's default credential chain
     retry: RetryPolicy | None = None  # registry retries/backoff; None = RetryPolicy()'s defaults
     parallel_download: ParallelDownload | None = None  # connections per big blob; None = ParallelDownload()
+    ca_cert: str | Path | None = None  # a PEM bundle of CAs to trust for registries (CLI --tls-cert)
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -108,6 +109,7 @@ class KitOpsClient:
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
                 concurrency=self.concurrency, retry=self.retry, parallel_download=self.parallel_download,
+                ca_cert=self.ca_cert,
             )
         return self._clients[registry]
 
