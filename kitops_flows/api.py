@@ -622,11 +622,11 @@ class KitOpsClient:
         """Extract the selected layers to ``s3://bucket/prefix/`` (verified first); returns an S3UnpackResult.
 
         ``existing`` ("error", "overwrite", "skip") decides about keys holding other bytes; ``delete``
-        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3_write``).
+        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3.write``).
 
         >>> kit.unpack_to_s3(mk.pinned, ["datasets:train"], "s3://serving/churn/")   # doctest: +SKIP
         """
-        from .s3 import unpack_to_s3
+        from .unpack_s3 import unpack_to_s3
 
         return unpack_to_s3(self, reference, filters, dest, existing=existing, delete=delete)
 
