@@ -18,7 +18,7 @@ from kitops_flows.api import KitOpsClient
 from kitops_flows.errors import KitopsError
 from kitops_flows.reference import parse_reference
 
-from .hooks import KitOpsHook, RegistrySettings
+from .hooks import KitOpsHook, RegistrySettings, settings_from_connection
 
 
 def probe_tag(client: KitOpsClient, reference: str, previous_digest: str | None = None) -> dict[str, Any] | None:
@@ -70,7 +70,7 @@ class ModelKitTrigger(BaseTrigger):
         if self.kitops_conn_id is None:
             settings = RegistrySettings()
         else:  # the async lookup: a sync one from the event loop can deadlock the triggerer
-            settings = RegistrySettings.from_connection(await KitOpsHook.aget_connection(self.kitops_conn_id))
+            settings = settings_from_connection(await KitOpsHook.aget_connection(self.kitops_conn_id))
         return settings.client(kitops_home=self.kitops_home)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
