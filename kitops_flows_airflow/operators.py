@@ -33,6 +33,7 @@ from kitops_flows.reference import parse_reference
 
 from .assets import GROUP, descriptor_uri, event_extra, modelkit_asset, pinned_from_events
 from .hooks import KitOpsHook, KitOpsHookMixin
+from .signing import signing_key, verify_key
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -157,6 +158,8 @@ class KitPackOperator(KitOpsBaseOperator):
     :param push: push after packing; the task then emits the repository's asset event.
     :param emit_asset: add ``modelkit_asset(reference)`` to the outlets when the reference is
         static (templated references: declare ``outlets=[modelkit_asset(...)]`` or an AssetAlias).
+    :param sign: sign the pushed ModelKit (and attest its provenance): ``True`` = the connection's
+        ``signing_key`` extra, a string = the Airflow Variable holding the key (see ``signing.py``).
     :return: ``ModelKitDescriptor.to_dict()``.
     """
 
@@ -184,8 +187,11 @@ class KitPackOperator(KitOpsBaseOperator):
         annotations: Mapping[str, str] | None = None,
         record_lineage: bool = True,
         emit_asset: bool = True,
+        sign: bool | str = False,
         **kwargs: Any,
     ) -> None:
+        if sign and not push:
+            raise ValueError("sign= signs the ModelKit in its registry: it needs push=True")
         if push:
             kwargs["outlets"] = _auto_outlets(reference, kwargs.get("outlets"), emit_asset)
         super().__init__(**kwargs)
@@ -204,6 +210,7 @@ class KitPackOperator(KitOpsBaseOperator):
         self.annotations = dict(annotations or {})
         self.record_lineage = record_lineage
         self.emit_asset = emit_asset
+        self.sign = sign
 
     def execute(self, context: Context) -> dict[str, Any]:
         args = KitfileArguments(model=self.model, datasets=self.datasets, code=self.code, docs=self.docs,
@@ -225,6 +232,7 @@ class KitPackOperator(KitOpsBaseOperator):
             context_dir, kitfile=kitfile, reference=reference, compression=self.compression,
             annotations=self.annotations, sources=sources or None, run=run_context(context),
             parents=parents, record_lineage=self.record_lineage, push=self.push,
+            sign=signing_key(self.hook, self.sign),
         )
         self.log.info("Packed %s (%d layers, %d bytes)", descriptor.pinned, len(descriptor.layers), descriptor.size)
         for uri in sources.values():
@@ -242,23 +250,26 @@ class KitPushOperator(KitOpsBaseOperator):
     :param source: local reference, e.g. ``reg.example.com/team/churn:v3`` or a descriptor's ``reference``.
     :param destination: another reference to push to (default: ``source``).
     :param immutable: refuse to move an existing tag (default: the connection's ``immutable_tags``).
+    :param sign: sign the pushed ModelKit, as ``KitPackOperator``'s ``sign``.
     :return: ``ModelKitDescriptor.to_dict()`` of the pushed ModelKit.
     """
 
     template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "destination", "source")
 
     def __init__(self, *, source: str, destination: str | None = None, immutable: bool | None = None,
-                 emit_asset: bool = True, **kwargs: Any) -> None:
+                 emit_asset: bool = True, sign: bool | str = False, **kwargs: Any) -> None:
         kwargs["outlets"] = _auto_outlets(destination or source, kwargs.get("outlets"), emit_asset)
         super().__init__(**kwargs)
         self.source = source
         self.destination = destination
         self.immutable = immutable
+        self.sign = sign
 
     def execute(self, context: Context) -> dict[str, Any]:
         source = self.hook.qualify(self.source)
         destination = self.hook.qualify(self.destination) if self.destination else None
-        descriptor = self.client.push(source, destination, immutable=self.immutable)
+        descriptor = self.client.push(source, destination, immutable=self.immutable,
+                                      sign=signing_key(self.hook, self.sign))
         self._emit_asset_event(context, descriptor)
         return descriptor.to_dict()
 
@@ -268,17 +279,21 @@ class KitPullOperator(KitOpsBaseOperator):
 
     Prefer ``KitUnpackOperator`` with filters when a task needs only some layers.
 
+    :param verify_key: public key the ModelKit must be signed with (default: the connection's
+        ``verify_key`` extra, if any); checked before any layer is downloaded.
     :return: ``ModelKitDescriptor.to_dict()``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "verify_key")
 
-    def __init__(self, *, reference: str, **kwargs: Any) -> None:
+    def __init__(self, *, reference: str, verify_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
+        self.verify_key = verify_key
 
     def execute(self, context: Context) -> dict[str, Any]:
-        descriptor = self.client.pull(self.hook.qualify(self.reference))
+        descriptor = self.client.pull(self.hook.qualify(self.reference),
+                                      verify_key=verify_key(self.hook, self.verify_key))
         self._lineage_input(descriptor_uri(descriptor))
         return descriptor.to_dict()
 
@@ -293,14 +308,17 @@ class KitUnpackOperator(KitOpsBaseOperator):
         none means everything.
     :param existing: ``error`` (default), ``overwrite`` or ``ignore`` for files already in ``dest``.
     :param asset: the asset whose triggering event names the ModelKit (with ``reference=None``).
+    :param verify_key: public key the ModelKit must be signed with (default: the connection's
+        ``verify_key`` extra, if any); an unsigned ModelKit is refused before anything is extracted.
     :return: ``{"reference", "pinned", "digest", "dest", "paths", "layers"}``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference",
+                                      "verify_key")
 
     def __init__(self, *, dest: str, reference: str | None = None, filters: Sequence[str] | str | None = None,
                  existing: str = "error", write_kitfile: bool = False, asset: Asset | None = None,
-                 **kwargs: Any) -> None:
+                 verify_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
         self.dest = dest
@@ -308,6 +326,7 @@ class KitUnpackOperator(KitOpsBaseOperator):
         self.existing = existing
         self.write_kitfile = write_kitfile
         self.asset = asset
+        self.verify_key = verify_key
 
     def execute(self, context: Context) -> dict[str, Any]:
         if self.reference:
@@ -315,6 +334,9 @@ class KitUnpackOperator(KitOpsBaseOperator):
         else:
             reference = pinned_from_events(context["triggering_asset_events"], self.asset)
             self.log.info("Unpacking %s, from the asset event that triggered this run", reference)
+        key = verify_key(self.hook, self.verify_key)
+        if key is not None:  # before anything of the ModelKit is fetched; then use the verified digest
+            reference = self.client.verify_signature(reference, key).reference
         descriptor = self.client.resolve(reference)  # pin a tag to its digest once, before fetching
         result = self.client.unpack(descriptor.pinned, self.dest, filters=self.filters or None,
                                     existing=self.existing, write_kitfile=self.write_kitfile)
@@ -333,19 +355,23 @@ class KitPromoteOperator(KitOpsBaseOperator):
 
     Declare ``outlets=[modelkit_asset(repo)]`` to also emit an asset event (``extra`` has ``stage``).
 
+    :param require_signature: public key the ModelKit must be signed with (default: the connection's
+        ``verify_key`` extra, if any); the event records the signer's fingerprint (``signed_by``).
     :return: the stage event: ``{"stage", "repository", "digest", "previous", "time", "user", ...}``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "stage")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "require_signature", "stage")
 
-    def __init__(self, *, reference: str, stage: str, **kwargs: Any) -> None:
+    def __init__(self, *, reference: str, stage: str, require_signature: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
         self.stage = stage
+        self.require_signature = require_signature
 
     def execute(self, context: Context) -> dict[str, Any]:
         reference = self.hook.qualify(self.reference)
-        event = promote(self.client, reference, self.stage)
+        event = promote(self.client, reference, self.stage,
+                        require_signature=verify_key(self.hook, self.require_signature))
         self.log.info("Promoted %s@%s to %s (previously %s)", event.repository, event.digest, event.stage,
                       event.previous or "nothing")
         if any(isinstance(o, (Asset, AssetAlias)) for o in self.outlets):
