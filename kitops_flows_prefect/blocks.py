@@ -59,6 +59,15 @@ class KitOpsRegistry(CredentialsBlock):
         default=None,
         description="Local ModelKit store (KITOPS_HOME); empty: $KITOPS_HOME or kit's default.",
     )
+    signing_key: SecretStr | None = Field(
+        default=None, description="Private key for sign=True: cosign.key (or PEM PKCS#8) text, or env://VAR."
+    )
+    signing_key_password: SecretStr | None = Field(default=None, description="Password of the signing key.")
+    verify_key: str | None = Field(
+        default=None,
+        description="Public key (cosign.pub PEM, path or env://VAR): pulls and promotions refuse ModelKits "
+        "not signed by it.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -124,7 +133,10 @@ class KitOpsRegistry(CredentialsBlock):
     def secret_values(self) -> tuple[str, ...]:
         """Strings that must never appear in logs or artifacts (used to redact forwarded log lines)."""
         password = self.password.get_secret_value() if self.password else ""
-        return RegistryCredentials(self.username or "", password).secret_values()
+        signing = [f.get_secret_value() for f in (self.signing_key, self.signing_key_password) if f is not None]
+        key_lines = [line for text in signing[:1] for line in text.splitlines() if len(line) > 8 and "---" not in line]
+        return (*RegistryCredentials(self.username or "", password).secret_values(),
+                *[s for s in signing if s], *key_lines)
 
 
 def resolve_registry(registry: KitOpsRegistry | str | None) -> KitOpsRegistry | None:

@@ -51,7 +51,9 @@ from kitops_flows.errors import (
     UnpackError,
 )
 from kitops_flows.lineage import StageEvent
+from kitops_flows.signing import SignatureError, SigningKeyError
 
+from . import signing
 from .artifacts import TransferProgress, artifact_key, push_summary
 from .blocks import KitOpsRegistry, resolve_registry
 from .caching import MODELKIT_INPUTS
@@ -69,7 +71,7 @@ LINEAGE_DEPTH = 3  # hops of upstream ModelKits drawn in the push artifact
 #: Errors that another attempt cannot fix: bad input, missing things, refused credentials, tag policy.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     KitfileError, ReferenceFormatError, NotFoundError, AuthenticationError, TagExistsError, FilterError,
-    UnpackError, PackError,
+    UnpackError, PackError, SignatureError, SigningKeyError,
 )
 
 
@@ -188,6 +190,8 @@ def pack_modelkit(
     push: bool = False,
     record_lineage: bool = True,
     progress_artifact: bool | None = None,
+    sign: bool | str = False,
+    sign_password: str | None = None,
 ) -> ModelKitDescriptor:
     """Pack ``context_dir`` (its Kitfile, or ``kitfile``) into a ModelKit; push it when ``push``.
 
@@ -196,6 +200,8 @@ def pack_modelkit(
     entries to ``s3://`` objects or prefixes streamed into their layers. The flow run, task run and
     deployment are recorded in the ModelKit's provenance; ``parents`` (pinned references) too.
     A push also creates the repository's markdown artifact and the ``kitops.modelkit.pushed`` event.
+    ``sign`` (with ``push``): sign it and attest its provenance, with the block's ``signing_key``
+    (``True``) or the key in the Prefect ``Secret`` block of that name (see ``signing.py``).
 
     >>> mk = pack_modelkit("job/", ":v3", registry="prod-registry", push=True)    # doctest: +SKIP
     >>> mk.pinned                                                                  # doctest: +SKIP
@@ -208,6 +214,7 @@ def pack_modelkit(
             context_dir, kitfile=kitfile, reference=ref, compression=compression, layer_format=layer_format,
             annotations=annotations, sources=sources, run=prefect_run_context() if record_lineage else None,
             parents=parents, record_lineage=record_lineage, push=push,
+            sign=_signing_key(block, sign, sign_password, push),
         )
         if push:
             announce_push(s.client, desc, secrets=s.secrets)
@@ -223,6 +230,8 @@ def push_modelkit(
     immutable: bool | None = None,
     progress_artifact: bool | None = None,
     lineage_depth: int | None = LINEAGE_DEPTH,
+    sign: bool | str = False,
+    sign_password: str | None = None,
 ) -> ModelKitDescriptor:
     """Push a packed ModelKit (blobs the registry lacks, then the manifest, then tags).
 
@@ -230,14 +239,22 @@ def push_modelkit(
     defaults to the reference itself; with a block, a local-only reference (``team/churn:v3``)
     goes to the block's registry under the same repository and tag. ``immutable`` overrides the
     block's ``immutable_tags``. Creates the repository's artifact and emits ``kitops.modelkit.pushed``.
+    ``sign``: as for ``pack_modelkit``.
     """
     block = resolve_registry(registry)
     source = modelkit.reference if isinstance(modelkit, ModelKitDescriptor) else modelkit
     dest = _push_destination(block, source, destination)
     with _session(block, progress_artifact, _progress_key(dest)) as s:
-        desc = s.client.push(source, dest, immutable=immutable)
+        desc = s.client.push(source, dest, immutable=immutable, sign=_signing_key(block, sign, sign_password, True))
         announce_push(s.client, desc, secrets=s.secrets, lineage_depth=lineage_depth)
     return desc
+
+
+def _signing_key(block: KitOpsRegistry | None, sign: bool | str, sign_password: str | None,
+                 push: bool) -> Any:
+    if sign and not push:
+        raise KitopsError("sign= signs the ModelKit in its registry: it needs push=True")
+    return signing.signing_key(block, sign, sign_password)
 
 
 def _push_destination(block: KitOpsRegistry | None, source: str, destination: str | None) -> str | None:
@@ -260,6 +277,7 @@ def pull_modelkit_layer(
     registry: KitOpsRegistry | str | None = None,
     existing: str = "overwrite",
     progress_artifact: bool | None = None,
+    verify_key: str | None = None,
 ) -> UnpackResult:
     """Fetch and extract only the layers ``layers`` selects (kit filter syntax) into ``dest``.
 
@@ -267,6 +285,7 @@ def pull_modelkit_layer(
     are not downloaded. Every blob is verified before anything lands in ``dest``, and blobs already
     in the local store are not downloaded again. ``existing``: ``overwrite`` (default, so a re-run
     of the same flow works), ``ignore`` or ``error``. Returns ``UnpackResult`` (``.dest``, ``.paths``).
+    ``verify_key`` (default: the block's): refuse, before anything is fetched, a ModelKit not signed by it.
 
     >>> res = pull_modelkit_layer(mk.pinned, "/srv/churn", layers=["model"])   # doctest: +SKIP
     >>> res.paths[0] / "model.json"                                             # doctest: +SKIP
@@ -275,7 +294,8 @@ def pull_modelkit_layer(
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
     ref = _qualify(block, raw)
     with _session(block, progress_artifact, _progress_key(ref)) as s:
-        return s.client.pull_layer(ref, layers, dest, existing=existing)
+        return s.client.pull_layer(ref, layers, dest, existing=existing,
+                                   verify_key=signing.verify_key(block, verify_key))
 
 
 @task(name="promote-modelkit", **_RETRY_OPTIONS)
@@ -284,18 +304,21 @@ def promote_modelkit(
     stage: str = "production",
     *,
     registry: KitOpsRegistry | str | None = None,
+    require_signature: str | None = None,
 ) -> StageEvent:
     """Move the repository's ``stage`` tag (staging, production, retired) to this ModelKit, auditably.
 
     The move is recorded in the registry's hash-chained stage history and emitted as the
     ``kitops.modelkit.promoted`` event. Pass a pinned reference (``mk.pinned``) to promote exactly
-    what was evaluated.
+    what was evaluated. ``require_signature`` (default: the block's ``verify_key``): refuse unless
+    signed by that public key; the event's ``signed_by`` names the key.
     """
     block = resolve_registry(registry)
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
     ref = _qualify(block, raw)
     with _session(block, False, "kitops-promote") as s:
-        event = lineage.promote(s.client, ref, stage)
+        event = lineage.promote(s.client, ref, stage,
+                                require_signature=signing.verify_key(block, require_signature))
     emit_promoted(event)
     return event
 
