@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from kitops_flows.api import ModelKitDescriptor
+from kitops_flows.indexes import select_variant
 from kitops_flows.kitfile_args import KitfileArguments
 from kitops_flows.lineage import RunContext, promote
 from kitops_flows.reference import parse_reference
@@ -90,7 +91,8 @@ class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
     """Shared plumbing: the hook/client, run context, lineage and asset events.
 
     :param kitops_conn_id: a ``kitops`` (or ``docker``) connection; ``None`` for no connection.
-    :param kitops_home: local ModelKit store for this task (overrides the connection's).
+    :param kitops_home: local ModelKit store for this task (overrides the connection's); a template such as
+        ``/scratch/kitops/{task_id}``, or ``ephemeral`` for a throwaway store (see ``stores.py``).
     """
 
     template_fields: Sequence[str] = ("kitops_conn_id", "kitops_home")
@@ -98,6 +100,9 @@ class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
 
     def __init__(self, *, kitops_conn_id: str | None = KitOpsHook.default_conn_name,
                  kitops_home: str | None = None, **kwargs: Any) -> None:
+        # each key of the returned dict is also its own XCom, so pack.output["pinned"] resolves under a
+        # real scheduler (XComArg["key"] reads the XCom named "key", not a key of return_value)
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.kitops_conn_id = kitops_conn_id
         self.kitops_home = kitops_home
@@ -279,20 +284,24 @@ class KitPullOperator(KitOpsBaseOperator):
 
     Prefer ``KitUnpackOperator`` with filters when a task needs only some layers.
 
+    :param labels: ``reference`` names a ModelKit index: pull the variant with these labels
+        (e.g. ``{"device": "cuda"}``), tagged locally with the index's tag.
     :param verify_key: public key the ModelKit must be signed with (default: the connection's
         ``verify_key`` extra, if any); checked before any layer is downloaded.
     :return: ``ModelKitDescriptor.to_dict()``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "verify_key")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "labels", "verify_key")
 
-    def __init__(self, *, reference: str, verify_key: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, reference: str, labels: dict[str, str] | None = None, verify_key: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
+        self.labels = labels
         self.verify_key = verify_key
 
     def execute(self, context: Context) -> dict[str, Any]:
-        descriptor = self.client.pull(self.hook.qualify(self.reference),
+        descriptor = self.client.pull(self.hook.qualify(self.reference), labels=self.labels or None,
                                       verify_key=verify_key(self.hook, self.verify_key))
         self._lineage_input(descriptor_uri(descriptor))
         return descriptor.to_dict()
@@ -308,19 +317,21 @@ class KitUnpackOperator(KitOpsBaseOperator):
         none means everything.
     :param existing: ``error`` (default), ``overwrite`` or ``ignore`` for files already in ``dest``.
     :param asset: the asset whose triggering event names the ModelKit (with ``reference=None``).
+    :param labels: ``reference`` names a ModelKit index: unpack the variant with these labels.
     :param verify_key: public key the ModelKit must be signed with (default: the connection's
         ``verify_key`` extra, if any); an unsigned ModelKit is refused before anything is extracted.
     :return: ``{"reference", "pinned", "digest", "dest", "paths", "layers"}``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference",
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference", "labels",
                                       "verify_key")
 
     def __init__(self, *, dest: str, reference: str | None = None, filters: Sequence[str] | str | None = None,
                  existing: str = "error", write_kitfile: bool = False, asset: Asset | None = None,
-                 verify_key: str | None = None, **kwargs: Any) -> None:
+                 labels: dict[str, str] | None = None, verify_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
+        self.labels = labels
         self.dest = dest
         self.filters = [filters] if isinstance(filters, str) else list(filters or [])
         self.existing = existing
@@ -334,6 +345,8 @@ class KitUnpackOperator(KitOpsBaseOperator):
         else:
             reference = pinned_from_events(context["triggering_asset_events"], self.asset)
             self.log.info("Unpacking %s, from the asset event that triggered this run", reference)
+        if self.labels:
+            reference = select_variant(self.client, reference, self.labels)
         key = verify_key(self.hook, self.verify_key)
         if key is not None:  # before anything of the ModelKit is fetched; then use the verified digest
             reference = self.client.verify_signature(reference, key).reference

@@ -189,6 +189,22 @@ class AccessLogEntry:
     user: str
 
 
+@dataclass(frozen=True)
+class S3Storage:
+    """Where a RegistryServer keeps blobs instead of its data dir: a bucket of an S3 server (moto on loopback).
+
+    With ``redirect`` (distribution's default for S3) a blob GET or HEAD answers 307 to a presigned URL of
+    ``endpoint_url``, so clients fetch the bytes from S3 itself, as with ECR, GAR or Harbor on S3.
+    """
+
+    endpoint_url: str
+    bucket: str
+    access_key: str = "testing"
+    secret_key: str = "testing"
+    region: str = "us-east-1"
+    redirect: bool = True
+
+
 _ACCESS_LINE = re.compile(r'^\S+ \S+ (?P<user>\S+) \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" '
                           r'(?P<status>\d{3}) (?P<size>\d+|-)')
 
@@ -207,7 +223,7 @@ class RegistryServer(_Service):
     """
 
     def __init__(self, work_dir: Path, username: str | None = None, password: str | None = None,
-                 binary: Path = REGISTRY_BINARY) -> None:
+                 binary: Path = REGISTRY_BINARY, s3: S3Storage | None = None) -> None:
         if (username is None) != (password is None):
             raise ValueError("RegistryServer: give both username and password, or neither")
         self.work_dir = Path(work_dir)
@@ -218,6 +234,7 @@ class RegistryServer(_Service):
         self.username = username
         self.password = password
         self.binary = binary
+        self.s3 = s3
         self.port: int | None = None
         self._process: ManagedProcess | None = None
 
@@ -259,8 +276,11 @@ class RegistryServer(_Service):
             if not restart:
                 self.port = free_port()
             self.config_path.write_text(self._config())
+            # the AWS SDK in the registry refuses a custom CA bundle with its own transport (it panics at start),
+            # and nothing of the caller's AWS setup belongs in a test registry
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
             self._process = ManagedProcess("docker-registry", [str(self.binary), "serve", str(self.config_path)],
-                                           self.log_path)
+                                           self.log_path, env=env)
             self._process.start()
             want = 401 if self.username else 200  # an auth registry answers /v2/ with a Basic challenge
             try:
@@ -329,7 +349,10 @@ class RegistryServer(_Service):
             "version: 0.1",
             "log: {level: warn, formatter: text, accesslog: {disabled: false}}",
             "storage:",
-            f"  filesystem: {{rootdirectory: {q(self.data_dir)}}}",
+            f"  filesystem: {{rootdirectory: {q(self.data_dir)}}}" if self.s3 is None else
+            f"  s3: {{accesskey: {self.s3.access_key}, secretkey: {self.s3.secret_key}, region: {self.s3.region}, "
+            f"regionendpoint: \"{self.s3.endpoint_url}\", bucket: {self.s3.bucket}, secure: false, v4auth: true}}\n"
+            f"  redirect: {{disable: {'false' if self.s3.redirect else 'true'}}}",
             "  delete: {enabled: true}",
             "  maintenance: {uploadpurging: {enabled: false}}",
             f"http: {{addr: \"{LOOPBACK}:{self.port}\", secret: kitops-flows-tests-only}}",
@@ -768,4 +791,4 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 __all__ = ["AccessLogEntry", "CountingProxy", "Fault", "ManagedProcess", "MotoS3Server", "ProxiedRequest",
-           "RegistryServer", "ServiceError", "free_port", "http_status", "log_tail"]
+           "RegistryServer", "S3Storage", "ServiceError", "free_port", "http_status", "log_tail"]

@@ -164,9 +164,11 @@ class RegistryClient:
 
         def attempt() -> bool:
             resp = self._attempt("HEAD", f"/v2/{repo}/blobs/{digest}", scopes=scopes,
-                                 action=f"registry {self.registry} refused HEAD of blob {digest} in {repo}")
+                                 action=f"registry {self.registry} refused HEAD of blob {digest} in {repo}",
+                                 allow_redirects=False)
             resp.close()
-            if resp.status_code == 200:
+            # a registry on object storage redirects a HEAD of a blob it has (presigned for GET: not followed)
+            if resp.status_code == 200 or resp.status_code in REDIRECT_STATUSES:
                 return True
             if resp.status_code == 404:
                 return False
