@@ -51,12 +51,16 @@ def test_io_manager_signs_outputs_and_refuses_unsigned_inputs(registry, kitops_h
                         resources={"io_manager": ModelKitIOManager(kitops=consumer)})
     assert ok.success and ok.output_for_node("scored") == 6
 
-    # the upstream re-materialised without a signature: refused, nothing extracted or downloaded
-    dg.materialize([weights], instance=instance, resources={"io_manager": ModelKitIOManager(kitops=plain)})
+    # the upstream re-materialised (new content) without a signature: refused, nothing extracted or downloaded
+    @dg.asset(name="weights")
+    def weights_v2() -> list[int]:
+        return [4, 5, 6]
+
+    dg.materialize([weights_v2], instance=instance, resources={"io_manager": ModelKitIOManager(kitops=plain)})
     home = tmp_path / "consumer2"
     strict = KitRegistryResource(**base, kitops_home=str(home), verify_key=pub)
     with pytest.raises(SignatureError, match="unsigned: "):
-        dg.materialize([weights, scored], instance=instance, selection=[scored],
+        dg.materialize([weights_v2, scored], instance=instance, selection=[scored],
                        resources={"io_manager": ModelKitIOManager(kitops=strict)})
     assert not (home / "dagster").exists()
     assert not (home / "storage" / "blobs").exists() or not list((home / "storage" / "blobs").rglob("*/*"))
