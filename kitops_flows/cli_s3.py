@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import KitopsError
+from .kitfile import kitfile_arg
 
 if TYPE_CHECKING:
     from .api import KitOpsClient
@@ -94,8 +95,6 @@ def _cmd_pack(original: Command) -> Command:
 
 
 def _kitfile_arg(value: str) -> Any:
-    from .cli import _kitfile_arg as kitfile_arg
-
     return kitfile_arg(value)
 
 

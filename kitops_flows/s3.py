@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 from .compression import Sink, decompressing_reader
 from .digests import CHUNK, VerifyingReader
 from .errors import PackError, S3SourceError, UnpackError, UnsafeLayerError
+from .filters import parse_filter_list
 
 if TYPE_CHECKING:
     from .api import KitOpsClient
@@ -917,9 +918,7 @@ def _check_bucket(s3: Any, loc: S3Uri) -> None:
 def _selected_layers(client: KitOpsClient, reference: str,
                      filters: Sequence[str] | str | None) -> tuple[list[PlannedLayer], str]:
     """Resolve the ModelKit (local store, else registry) and make sure the selected blobs are in the store."""
-    from .api import _parse_filter_list
-
-    loaded, planned = client.source.selected_layers(reference, _parse_filter_list(filters))
+    loaded, planned = client.source.selected_layers(reference, parse_filter_list(filters))
     return planned, loaded.manifest_desc.digest
 
 
