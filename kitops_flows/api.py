@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import lineage
 from .errors import KitopsError, NotFoundError, NotInLocalStoreError, RegistryError, TagExistsError
-from .filters import LayerFilter, parse_filters
+from .filters import LayerFilter, parse_filter_list
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
 from .lineage import RunContext
@@ -31,21 +32,15 @@ from .modelkit import LayerSummary, ModelKitDescriptor, PushResult, describe
 from .pack import LayerSource, PackOptions, load_kitfile, target_reference
 from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
-from .reference import Reference, parse_reference
-from .registry import (
-    ParallelDownload,
-    RegistryClient,
-    RegistryCredentials,
-    RegistryHTTPError,
-    RetryPolicy,
-    resolve_credentials,
-)
+from .reference import Reference, is_internal_tag, parse_reference
+from .registry import ParallelDownload, RegistryCredentials, RetryPolicy, resolve_credentials
 from .sources import LoadedModelKit, ModelKitSource, require_registry
 from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
 from .worker_store import not_in_store
 
 if TYPE_CHECKING:
+    from .registry import RegistryClient  # imported when first used: it brings in requests
     from .signing import KeySpec, SigningKey, SignResult, Verification, VerifyKey
 
 LOG = logging.getLogger("kitops_flows")
@@ -58,16 +53,18 @@ IMMUTABLE_TAG_SETTLE = 0.25  # seconds between writing an immutable tag and read
 class ListEntry:
     """A row of ``list``, with kit's JSON keys (``to_dict``)."""
 
-    repo: str
+    repo: str  # registry/repository
     digest: str
     tags: tuple[str, ...]
     model_name: str
-    size: str
+    size: int  # bytes of the manifest's layers (config excluded), as kit's list --format json
     author: str
 
     def to_dict(self) -> dict[str, object]:
-        return {"repo": self.repo, "digest": self.digest, "tags": list(self.tags), "modelName": self.model_name,
-                "size": self.size, "author": self.author}
+        """kit's JSON row: repository as kit displays it, ``tags`` null when untagged, ``<none>`` for unknown names."""
+        return {"repo": self.repo.removeprefix("localhost/"), "digest": self.digest,
+                "tags": list(self.tags) if self.tags else None, "modelName": self.model_name or "<none>",
+                "size": self.size, "author": self.author or "<none>"}
 
 
 @dataclass
@@ -90,6 +87,7 @@ class KitOpsClient:
     s3_session: object | None = None  # a boto3.Session; None = boto3's default credential chain
     retry: RetryPolicy | None = None  # registry retries/backoff; None = RetryPolicy()'s defaults
     parallel_download: ParallelDownload | None = None  # connections per big blob; None = ParallelDownload()
+    ca_cert: str | Path | None = None  # a PEM bundle of CAs to trust for registries (CLI --tls-cert)
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -105,10 +103,13 @@ class KitOpsClient:
     def registry_client(self, registry: str) -> RegistryClient:
         """The (cached) client for one registry host."""
         if registry not in self._clients:
+            from .registry import RegistryClient
+
             creds = self._credentials_for(registry)
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
                 concurrency=self.concurrency, retry=self.retry, parallel_download=self.parallel_download,
+                ca_cert=self.ca_cert,
             )
         return self._clients[registry]
 
@@ -180,9 +181,7 @@ class KitOpsClient:
         extra = dict(annotations or {})
         provenance = None
         if record_lineage:
-            from .lineage import collect_provenance
-
-            provenance = collect_provenance(
+            provenance = lineage.collect_provenance(
                 self, context, kf, run=run, parents=parents, s3_inputs=s3_inputs
             )
             provenance.inputs_fingerprint = inputs_fingerprint
@@ -196,9 +195,7 @@ class KitOpsClient:
             annotations=extra, layer_sources=layer_sources, reuse=reuse_identical(self, target, previous),
         )
         if provenance is not None:
-            from .lineage import record_local
-
-            record_local(self, desc, provenance)
+            lineage.record_local(self, desc, provenance)
         if push:
             if reference is None:
                 raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
@@ -226,12 +223,14 @@ class KitOpsClient:
                 LOG.warning("skipping %s@%s: %s", entry.repo_path, entry.descriptor.digest, e)
                 continue
             entries.append(self._list_entry(entry.repo_path, entry.descriptor.digest, entry.tags, loaded))
-        return entries
+        return sorted(entries, key=lambda e: (e.repo, e.digest))  # kit: repository by repository, then digest
 
     def _list_remote(self, ref: Reference) -> list[ListEntry]:
         client = self.registry_client(ref.registry)
         rows: dict[str, list[str]] = {}
         for tag in client.list_tags(ref.repository):
+            if is_internal_tag(tag):
+                continue
             digest = client.manifest_digest(ref.repository, tag)
             if digest:
                 rows.setdefault(digest, []).append(tag)
@@ -242,7 +241,7 @@ class KitOpsClient:
             except (KitopsError, ManifestError):
                 continue  # not a ModelKit (kit's list skips those too)
             out.append(self._list_entry(ref.repo_path, digest, tuple(sorted(tags)), loaded))
-        return out
+        return sorted(out, key=lambda e: e.digest)
 
     @staticmethod
     def _list_entry(repo_path: str, digest: str, tags: Iterable[str], loaded: LoadedModelKit) -> ListEntry:
@@ -250,8 +249,8 @@ class KitOpsClient:
         size = sum(l.size for l in loaded.manifest.layers)
         return ListEntry(
             repo=repo_path, digest=digest, tags=tuple(tags),
-            model_name=kf.package.name or (kf.model.name if kf.model else ""),
-            size=_kit_size(size), author=kf.package.authors[0] if kf.package.authors else "",
+            model_name=kf.package.name,
+            size=size, author=kf.package.authors[0] if kf.package.authors else "",
         )
 
     def inspect(self, reference: str, *, remote: bool = False) -> dict[str, object]:
@@ -348,9 +347,7 @@ class KitOpsClient:
                      f" as {', '.join(tags)}" if tags else "")
         else:
             LOG.info("Pushed %s@%s%s", dst.repo_path, digest, f" as {', '.join(to_tag)}" if to_tag else "")
-        from .lineage import push_records
-
-        push_records(self, loaded.manifest_desc, dst)
+        lineage.push_records(self, loaded.manifest_desc, dst)
         if sign is not None:
             self.sign(f"{dst.repo_path}@{digest}", sign)
         desc = describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
@@ -394,6 +391,8 @@ class KitOpsClient:
         so for a moment it reads empty (distribution/distribution#4478, fixed in v3). Eight pipelines
         pushing ModelKits that share a layer hit this in most runs.
         """
+        from .registry import RegistryHTTPError
+
         for attempt in range(MANIFEST_BLOB_RETRIES + 1):
             try:
                 client.put_manifest(repo, reference, data, OCI_MANIFEST)
@@ -465,9 +464,7 @@ class KitOpsClient:
         self.source.ensure_blobs(source, loaded.manifest.layers)
         tags = [] if ref.is_digest else [ref.reference]
         desc = self.store.put_manifest(ref.repo_path, loaded.manifest_bytes, tags)
-        from .lineage import pull_records
-
-        pull_records(self, desc, ref)  # provenance and downstream records travel with the ModelKit
+        lineage.pull_records(self, desc, ref)  # provenance and downstream records travel with the ModelKit
         kf = loaded.kitfile
         if kf.model is not None and is_modelkit_reference(kf.model.path):
             self._pull(parse_reference(kf.model.path), [*chain, str(ref)], policy)
@@ -497,7 +494,8 @@ class KitOpsClient:
     def list_tags(self, repository: str) -> dict[str, str]:
         """``{tag: manifest digest}`` of a repository (registry or local store), without fetching configs.
 
-        Bookkeeping tags of the referrers tag schema (``sha256-…``) and the stage log are left out.
+        Bookkeeping tags (``reference.is_internal_tag``: referrers fallback, ``.sig``/``.att``, the stage log) are
+        left out.
         """
         ref = parse_reference(repository)
         if ref.is_local_only:
@@ -505,7 +503,7 @@ class KitOpsClient:
         client = self.registry_client(ref.registry)
         out = {}
         for tag in client.list_tags(ref.repository):
-            if tag.startswith(("sha256-", "kitops-flows-")):
+            if is_internal_tag(tag):
                 continue
             digest = client.manifest_digest(ref.repository, tag)
             if digest is not None:
@@ -548,8 +546,13 @@ class KitOpsClient:
             from .signing import verified_reference
 
             ref = verified_reference(self, ref, policy)
-        parsed = _parse_filter_list(filters)
-        loaded, _ = self.source.selected_layers(ref, parsed)
+        parsed = parse_filter_list(filters)
+        try:
+            loaded, _ = self.source.selected_layers(ref, parsed)
+        except NotFoundError as e:
+            from .indexes import index_instead
+
+            raise index_instead(self, ref, e, "unpack") from None
         result = unpack_layers(
             self.store, loaded.manifest, loaded.kitfile, dest, filters=parsed, existing=existing,
             write_kitfile=write_kitfile and loaded.kitfile_in_artifact, what=str(ref.display()),
@@ -578,7 +581,14 @@ class KitOpsClient:
         """
         from .signing import sign_modelkit
 
-        return sign_modelkit(self, reference, key, mode=mode, attest=attest)
+        return sign_modelkit(self, reference, key, mode=mode, attest=attest, provenance=self._provenance_of)
+
+    def _provenance_of(self, pinned: str) -> dict[str, object] | None:
+        """The verified provenance statement of a ModelKit, or None when it has none (what ``sign`` attests)."""
+        try:
+            return lineage.read_provenance(self, pinned)
+        except NotFoundError:
+            return None
 
     def verify_signature(self, reference: str, key: VerifyKey | KeySpec, *,
                          attestation: bool = False) -> Verification:
@@ -617,11 +627,11 @@ class KitOpsClient:
         """Extract the selected layers to ``s3://bucket/prefix/`` (verified first); returns an S3UnpackResult.
 
         ``existing`` ("error", "overwrite", "skip") decides about keys holding other bytes; ``delete``
-        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3_write``).
+        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3.write``).
 
         >>> kit.unpack_to_s3(mk.pinned, ["datasets:train"], "s3://serving/churn/")   # doctest: +SKIP
         """
-        from .s3 import unpack_to_s3
+        from .unpack_s3 import unpack_to_s3
 
         return unpack_to_s3(self, reference, filters, dest, existing=existing, delete=delete)
 
@@ -654,20 +664,6 @@ def _policy(value: object) -> object:
     return SignaturePolicy.of(value)  # type: ignore[arg-type]
 
 
-def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> list[LayerFilter]:
-    if filters is None:
-        return []
-    if isinstance(filters, str):
-        filters = [filters]
-    return [f if isinstance(f, LayerFilter) else parse_filters([f])[0] for f in filters]
-
-
-def _kit_size(n: int) -> str:
-    """kit list's SIZE: KiB/MiB/GiB with one decimal, rounded down."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{int(n * 10 / scale) / 10:.1f} {unit}"
-    return f"{n} B"
 
 
 __all__ = [

@@ -21,19 +21,28 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .api import KitOpsClient, ListEntry
 from .cli_sign import register as register_signing
 from .errors import KitopsError
-from .store import LocalStore, default_kitops_home
+from .kitfile import kitfile_arg
+
+if TYPE_CHECKING:  # the API is imported when a command runs: `--help` stays fast
+    from .api import KitOpsClient, ListEntry
+
+if TYPE_CHECKING:
+    from .registry import RetryPolicy
 
 LOG = logging.getLogger("kitops_flows")
 
-Command = Callable[[argparse.Namespace, KitOpsClient], int]
+Command = Callable[[argparse.Namespace, "KitOpsClient"], int]
 
 
 def _client(args: argparse.Namespace) -> KitOpsClient:
+    from .api import KitOpsClient
+    from .store import LocalStore, default_kitops_home
+
     home = Path(args.config) if args.config else default_kitops_home()
     return KitOpsClient(
         store=LocalStore(home),
@@ -41,30 +50,47 @@ def _client(args: argparse.Namespace) -> KitOpsClient:
         tls_verify=getattr(args, "tls_verify", "true") != "false",
         concurrency=getattr(args, "concurrency", 4),
         immutable_tags=getattr(args, "immutable", False),
+        ca_cert=getattr(args, "tls_cert", None),
+        retry=_retry_policy(args),
     )
+
+
+def _retry_policy(args: argparse.Namespace) -> RetryPolicy | None:
+    times, delay = getattr(args, "retry_times", None), getattr(args, "retry_delay", None)
+    if times is None and delay is None:
+        return None
+    from .registry import RetryPolicy
+
+    return RetryPolicy.from_cli(times, delay)
+
+
+def _duration(text: str) -> float:
+    """skopeo-style durations for --retry-delay: ``2s``, ``500ms``, ``1m``, or plain seconds."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 2s, 500ms or 1m")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
+
+
+def _retry_times(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid retry count {text!r}: give a number of retries, e.g. 3")
+    return int(text)
 
 
 # -- commands ----------------------------------------------------------------------------------------
 
 def cmd_pack(args: argparse.Namespace, kit: KitOpsClient) -> int:
     desc = kit.pack(
-        args.directory, kitfile=None if args.file in (None,) else _kitfile_arg(args.file), reference=args.tag,
+        args.directory, kitfile=None if args.file in (None,) else kitfile_arg(args.file), reference=args.tag,
         compression=args.compression, layer_format=args.layer_format, push=args.push,
         use_model_pack=args.use_model_pack,
     )
     print(f"Model saved: {desc.digest}", file=sys.stderr)
     print(desc.reference if args.tag else desc.digest)
     return 0
-
-
-def _kitfile_arg(value: str) -> Path | object:
-    if value == "-":
-        from .kitfile import Kitfile
-
-        if sys.stdin.isatty():
-            raise KitopsError("No input file specified and no data piped")
-        return Kitfile.from_yaml(sys.stdin.read(), source="<stdin>")
-    return Path(value)
 
 
 def cmd_unpack(args: argparse.Namespace, kit: KitOpsClient) -> int:
@@ -90,14 +116,29 @@ def cmd_pull(args: argparse.Namespace, kit: KitOpsClient) -> int:
 
 def cmd_list(args: argparse.Namespace, kit: KitOpsClient) -> int:
     rows = kit.list(args.repository)
+    if args.filter:
+        rows = [r for r in rows if _has_layer_matching(kit, r, args.filter)]
     if args.format == "json":
-        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        print(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False))
         return 0
     _print_table(rows)
     return 0
 
 
+def _has_layer_matching(kit: KitOpsClient, row: ListEntry, filters: Sequence[str]) -> bool:
+    """kit list -f: a ModelKit is listed when any of its layers matches any filter."""
+    from .filters import parse_filters
+    from .reference import Reference
+    from .unpack import select_layers
+
+    ref = Reference(*row.repo.split("/", 1), row.digest)
+    loaded = kit.source.load_local(ref) if ref.is_local_only or kit.store.has_blob(row.digest) \
+        else kit.source.load_remote(ref)
+    return any(select_layers(loaded.kitfile, loaded.manifest, [f], str(ref)) for f in parse_filters(list(filters)))
+
+
 def _print_table(rows: Sequence[ListEntry]) -> None:
+    from .kitoutput import format_bytes
     from .reference import Reference
 
     header = ("REPOSITORY", "TAG", "MAINTAINER", "NAME", "SIZE", "DIGEST")
@@ -105,7 +146,7 @@ def _print_table(rows: Sequence[ListEntry]) -> None:
     for r in rows:
         repo = Reference(*r.repo.split("/", 1), "latest").display().rsplit(":", 1)[0]
         for tag in r.tags or ("<none>",):
-            lines.append((repo, tag, r.author or "<none>", r.model_name or "<none>", r.size, r.digest))
+            lines.append((repo, tag, r.author or "<none>", r.model_name or "<none>", format_bytes(r.size), r.digest))
     widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
     for line in [header, *lines]:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
@@ -117,17 +158,18 @@ def cmd_inspect(args: argparse.Namespace, kit: KitOpsClient) -> int:
 
 
 def cmd_info(args: argparse.Namespace, kit: KitOpsClient) -> int:
-    kitfile = kit.info(args.reference, remote=args.remote)
+    from .errors import NotFoundError
+
+    try:
+        kitfile = kit.info(args.reference, remote=args.remote)
+    except NotFoundError:
+        from .reference import parse_reference
+
+        raise KitopsError(f"Could not find modelkit {parse_reference(args.reference).display()}") from None
     if args.filter:
-        node: object = json.loads(kitfile.to_json())
-        for key in [k for k in args.filter.split(".") if k]:
-            if isinstance(node, dict) and key in node:
-                node = node[key]
-            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                node = node[int(key)]
-            else:
-                raise KitopsError(f"filter {args.filter!r}: no field {key!r} in the Kitfile")
-        print(json.dumps(node, indent=2) if isinstance(node, (dict, list)) else node)
+        from .infofilter import filter_kitfile
+
+        sys.stdout.write(filter_kitfile(kitfile, args.filter))
         return 0
     sys.stdout.write(kitfile.to_yaml())
     return 0
@@ -257,6 +299,11 @@ def _network_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-verify", choices=("true", "false"), default="true",
                    help="verify the registry's TLS certificate (default true)")
     p.add_argument("--concurrency", type=int, default=4, help="blobs transferred in parallel (default 4)")
+    p.add_argument("--tls-cert", metavar="FILE", help="PEM file of CA certificates to trust for the registry")
+    p.add_argument("--retry-times", type=_retry_times, metavar="N",
+                   help="retries of a failed registry request (429/5xx/reset) before giving up (default 4)")
+    p.add_argument("--retry-delay", type=_duration, metavar="DURATION",
+                   help="fixed pause between retries, e.g. 2s (default: exponential backoff with jitter)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_list, "List ModelKits in the local store (or a remote repository)", "kitops-flows list --format json")
     p.add_argument("repository", nargs="?")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("-f", "--filter", action="append", help="only ModelKits with a layer matching this filter "
+                   "(unpack's syntax, e.g. prompts or datasets:train); repeatable, OR-ed")
     _network_flags(p)
 
     p = add("inspect", cmd_inspect, "Show digest, manifest and Kitfile as JSON", "kitops-flows inspect team/churn:v1")
@@ -326,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("info", cmd_info, "Show the Kitfile of a ModelKit", "kitops-flows info team/churn:v1 -f model.path")
     p.add_argument("reference")
     p.add_argument("-r", "--remote", action="store_true")
-    p.add_argument("-f", "--filter", help="dotted path of one Kitfile field, e.g. model.path")
+    p.add_argument("-f", "--filter", help="one Kitfile node by kit's Go field names, e.g. .model.path or .package "
+                   "(printed as YAML)")
     _network_flags(p)
 
     p = add("tag", cmd_tag, "Tag a local ModelKit", "kitops-flows tag team/churn:v1 team/churn:champion")
@@ -388,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_diff.register(sub, _network_flags)
     cli_index.register(sub, _network_flags)
+    from . import cli_cache
+
+    cli_cache.register(sub, _network_flags)
+    from . import cli_discover
+
+    cli_discover.register(sub, _network_flags)
     from . import cli_s3
 
     cli_s3.register(sub)

@@ -20,7 +20,7 @@ import tempfile  # noqa: F401 - used by the module doctest
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .digests import VerifyingReader
 from .errors import KitopsError, NotFoundError
@@ -30,9 +30,11 @@ from .manifest import Manifest, ManifestError, PlannedLayer, kitfile_from_manife
 from .mediatypes import OCI_INDEX, OCI_MANIFEST
 from .progress import ProgressCallback, ProgressReporter
 from .reference import Reference, parse_reference
-from .registry import RegistryClient
 from .store import NO_SPACE, Descriptor, LocalStore
 from .unpack import select_layers
+
+if TYPE_CHECKING:
+    from .registry import RegistryClient
 from .worker_store import not_in_store
 
 __all__ = ["HasModelKitSource", "LoadedModelKit", "ModelKitSource", "SourceLike", "as_source"]
