@@ -129,8 +129,13 @@ class KitOpsClient:
         parents: Sequence[str] = (),
         record_lineage: bool = True,
         push: bool = False,
+        local_copy: bool | None = None,
     ) -> ModelKitDescriptor:
         """Pack a directory into the local store (and push it when ``push``).
+
+        With ``push`` and ``local_copy=False`` no layer is written to the local store: each is hashed
+        while it streams to the registry (``stream_push``). That is the default (``local_copy=None``)
+        when ``sources`` are given, since the store would only be a staging area for S3 data.
 
         ``sources`` maps a Kitfile entry (its name or literal path) to an ``s3://bucket/key`` or
         ``s3://bucket/prefix/`` URI whose objects become that layer's files, streamed without a local
@@ -163,6 +168,15 @@ class KitOpsClient:
                 self, context, kf, run=run, parents=parents, s3_inputs=s3_inputs
             )
             extra.update(provenance.annotations())
+        if push and (local_copy is False or (local_copy is None and bool(sources))):
+            if reference is None:
+                raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
+            from .stream_push import stream_pack
+
+            return stream_pack(self, context, kitfile=kf, reference=reference, annotations=extra,
+                               options=PackOptions(compression=compression, layer_format=layer_format),
+                               layer_sources=layer_sources, s3_inputs=s3_inputs,  # type: ignore[arg-type]
+                               provenance=provenance, immutable=self.immutable_tags)
         desc = _pack(
             self.store, context, kitfile=kf, reference=reference,
             options=PackOptions(compression=compression, layer_format=layer_format),

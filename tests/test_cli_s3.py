@@ -82,8 +82,10 @@ def test_cli_round_trip_s3_registry_s3_is_byte_identical(s3: Any, registry: Any,
             "--parent", parent, "--if-changed"]
     packed = _ok(_cli(home, *pack))
     assert packed.stdout.strip() == ref and "Model saved: sha256:" in packed.stderr
-    desc = KitOpsClient(store=LocalStore(home)).describe(ref)
-    assert desc.annotations[ANNOTATION_PARENTS].endswith(f"clis3/features@{KitOpsClient(store=LocalStore(home)).describe(parent).digest}")
+    kit = KitOpsClient(store=LocalStore(home), plain_http=True)
+    desc = kit.resolve(ref)
+    assert desc.annotations[ANNOTATION_PARENTS] == f"{registry.host}/clis3/features@{kit.describe(parent).digest}"
+    assert not kit.store.has_blob(desc.layer("dataset").digest)  # S3 sources + --push: streamed, no local copy
     # unchanged inputs: nothing packed (pack_if_changed compares with the registry's tag)
     again = _ok(_cli(tmp_path / "other-home", *pack))
     assert "Unchanged" in again.stderr and "Model saved" not in again.stderr
