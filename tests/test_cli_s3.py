@@ -86,6 +86,10 @@ def test_cli_round_trip_s3_registry_s3_is_byte_identical(s3: Any, registry: Any,
     desc = kit.resolve(ref)
     assert desc.annotations[ANNOTATION_PARENTS] == f"{registry.host}/clis3/features@{kit.describe(parent).digest}"
     assert not kit.store.has_blob(desc.layer("dataset").digest)  # S3 sources + --push: streamed, no local copy
+    copy_home = tmp_path / "copy-home"  # --local-copy keeps the layers in the store as well
+    _ok(_cli(copy_home, "pack", str(ctx), "-t", f"{registry.host}/clis3/copy:v1", "--push", "--plain-http",
+             "--source", "train=s3://cli-src/run/", "--local-copy"))
+    assert LocalStore(copy_home).has_blob(desc.layer("dataset").digest)
     # unchanged inputs: nothing packed (pack_if_changed compares with the registry's tag)
     again = _ok(_cli(tmp_path / "other-home", *pack))
     assert "Unchanged" in again.stderr and "Model saved" not in again.stderr
