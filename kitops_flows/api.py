@@ -18,23 +18,29 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import KitopsError, NotFoundError, RegistryError, TagExistsError
+from .errors import KitopsError, NotFoundError, NotInLocalStoreError, RegistryError, TagExistsError
 from .filters import LayerFilter, parse_filters
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
 from .lineage import RunContext
 from .manifest import ANNOTATION_CLI_VERSION, ManifestError
 from .mediatypes import OCI_MANIFEST
-from .modelkit import LayerSummary, ModelKitDescriptor, describe
-from .pack import LayerSource, PackOptions, load_kitfile
+from .modelkit import LayerSummary, ModelKitDescriptor, PushResult, describe
+from .pack import LayerSource, PackOptions, load_kitfile, target_reference
 from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
-from .reference import Reference, parse_reference
-from .registry import RegistryClient, RegistryCredentials, RegistryHTTPError, RetryPolicy, resolve_credentials
+from .reference import Reference, is_internal_tag, parse_reference
+from .registry import ParallelDownload, RegistryCredentials, RetryPolicy, resolve_credentials
 from .sources import LoadedModelKit, ModelKitSource, require_registry
 from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
+from .worker_store import not_in_store
+
+if TYPE_CHECKING:
+    from .registry import RegistryClient  # imported when first used: it brings in requests
+    from .signing import KeySpec, SigningKey, SignResult, Verification, VerifyKey
 
 LOG = logging.getLogger("kitops_flows")
 MAX_MODEL_REF_CHAIN = 10  # kit's MaxModelRefChain
@@ -46,16 +52,18 @@ IMMUTABLE_TAG_SETTLE = 0.25  # seconds between writing an immutable tag and read
 class ListEntry:
     """A row of ``list``, with kit's JSON keys (``to_dict``)."""
 
-    repo: str
+    repo: str  # registry/repository
     digest: str
     tags: tuple[str, ...]
     model_name: str
-    size: str
+    size: int  # bytes of the manifest's layers (config excluded), as kit's list --format json
     author: str
 
     def to_dict(self) -> dict[str, object]:
-        return {"repo": self.repo, "digest": self.digest, "tags": list(self.tags), "modelName": self.model_name,
-                "size": self.size, "author": self.author}
+        """kit's JSON row: repository as kit displays it, ``tags`` null when untagged, ``<none>`` for unknown names."""
+        return {"repo": self.repo.removeprefix("localhost/"), "digest": self.digest,
+                "tags": list(self.tags) if self.tags else None, "modelName": self.model_name or "<none>",
+                "size": self.size, "author": self.author or "<none>"}
 
 
 @dataclass
@@ -77,6 +85,7 @@ class KitOpsClient:
     progress: ProgressCallback | None = None
     s3_session: object | None = None  # a boto3.Session; None = boto3's default credential chain
     retry: RetryPolicy | None = None  # registry retries/backoff; None = RetryPolicy()'s defaults
+    parallel_download: ParallelDownload | None = None  # connections per big blob; None = ParallelDownload()
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -92,10 +101,12 @@ class KitOpsClient:
     def registry_client(self, registry: str) -> RegistryClient:
         """The (cached) client for one registry host."""
         if registry not in self._clients:
+            from .registry import RegistryClient
+
             creds = self._credentials_for(registry)
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
-                concurrency=self.concurrency, retry=self.retry,
+                concurrency=self.concurrency, retry=self.retry, parallel_download=self.parallel_download,
             )
         return self._clients[registry]
 
@@ -129,6 +140,10 @@ class KitOpsClient:
         parents: Sequence[str] = (),
         record_lineage: bool = True,
         push: bool = False,
+        sign: SigningKey | None = None,
+        previous: Sequence[str | ModelKitDescriptor] = (),
+        inputs_fingerprint: str = "",
+        use_model_pack: bool = False,
         local_copy: bool | None = None,
     ) -> ModelKitDescriptor:
         """Pack a directory into the local store (and push it when ``push``).
@@ -136,6 +151,12 @@ class KitOpsClient:
         With ``push`` and ``local_copy=False`` no layer is written to the local store: each is hashed
         while it streams to the registry (``stream_push``). That is the default (``local_copy=None``)
         when ``sources`` are given, since the store would only be a staging area for S3 data.
+
+        Same content, same ModelKit: when the config and layers equal those of a known ModelKit
+        (``previous``, the target repository in the local store, or the target tag in the registry),
+        that ModelKit is returned with its manifest, digest and ``created`` unchanged; this run is
+        added to its provenance (see ``kitops_flows.idempotent``). ``inputs_fingerprint`` is recorded
+        in the provenance (``pack_if_changed`` compares it with the next run's).
 
         ``sources`` maps a Kitfile entry (its name or literal path) to an ``s3://bucket/key`` or
         ``s3://bucket/prefix/`` URI whose objects become that layer's files, streamed without a local
@@ -167,20 +188,28 @@ class KitOpsClient:
             provenance = collect_provenance(
                 self, context, kf, run=run, parents=parents, s3_inputs=s3_inputs
             )
+            provenance.inputs_fingerprint = inputs_fingerprint
             extra.update(provenance.annotations())
-        if push and (local_copy is False or (local_copy is None and bool(sources))):
+        from .idempotent import reuse_identical
+
+        target = target_reference(reference)
+        if push and not use_model_pack and (local_copy is False or (local_copy is None and bool(sources))):
             if reference is None:
                 raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
             from .stream_push import stream_pack
 
-            return stream_pack(self, context, kitfile=kf, reference=reference, annotations=extra,
+            desc = stream_pack(self, context, kitfile=kf, reference=reference, annotations=extra,
                                options=PackOptions(compression=compression, layer_format=layer_format),
                                layer_sources=layer_sources, s3_inputs=s3_inputs,  # type: ignore[arg-type]
-                               provenance=provenance, immutable=self.immutable_tags)
+                               provenance=provenance, immutable=self.immutable_tags,
+                               reuse=reuse_identical(self, target, previous))
+            if sign is not None:
+                self.sign(desc.pinned, sign)
+            return desc
         desc = _pack(
             self.store, context, kitfile=kf, reference=reference,
-            options=PackOptions(compression=compression, layer_format=layer_format),
-            annotations=extra, layer_sources=layer_sources,
+            options=PackOptions(compression=compression, layer_format=layer_format, use_model_pack=use_model_pack),
+            annotations=extra, layer_sources=layer_sources, reuse=reuse_identical(self, target, previous),
         )
         if provenance is not None:
             from .lineage import record_local
@@ -189,7 +218,7 @@ class KitOpsClient:
         if push:
             if reference is None:
                 raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
-            return self.push(reference)
+            return self.push(reference, sign=sign)
         return desc
 
     def describe(self, reference: str) -> ModelKitDescriptor:
@@ -213,12 +242,14 @@ class KitOpsClient:
                 LOG.warning("skipping %s@%s: %s", entry.repo_path, entry.descriptor.digest, e)
                 continue
             entries.append(self._list_entry(entry.repo_path, entry.descriptor.digest, entry.tags, loaded))
-        return entries
+        return sorted(entries, key=lambda e: (e.repo, e.digest))  # kit: repository by repository, then digest
 
     def _list_remote(self, ref: Reference) -> list[ListEntry]:
         client = self.registry_client(ref.registry)
         rows: dict[str, list[str]] = {}
         for tag in client.list_tags(ref.repository):
+            if is_internal_tag(tag):
+                continue
             digest = client.manifest_digest(ref.repository, tag)
             if digest:
                 rows.setdefault(digest, []).append(tag)
@@ -229,7 +260,7 @@ class KitOpsClient:
             except (KitopsError, ManifestError):
                 continue  # not a ModelKit (kit's list skips those too)
             out.append(self._list_entry(ref.repo_path, digest, tuple(sorted(tags)), loaded))
-        return out
+        return sorted(out, key=lambda e: e.digest)
 
     @staticmethod
     def _list_entry(repo_path: str, digest: str, tags: Iterable[str], loaded: LoadedModelKit) -> ListEntry:
@@ -237,8 +268,8 @@ class KitOpsClient:
         size = sum(l.size for l in loaded.manifest.layers)
         return ListEntry(
             repo=repo_path, digest=digest, tags=tuple(tags),
-            model_name=kf.package.name or (kf.model.name if kf.model else ""),
-            size=_kit_size(size), author=kf.package.authors[0] if kf.package.authors else "",
+            model_name=kf.package.name,
+            size=size, author=kf.package.authors[0] if kf.package.authors else "",
         )
 
     def inspect(self, reference: str, *, remote: bool = False) -> dict[str, object]:
@@ -280,37 +311,69 @@ class KitOpsClient:
         return self.store.verify()
 
     # -- registry: push ----------------------------------------------------------------------------------
-    def push(self, source: str, destination: str | None = None, *, immutable: bool | None = None) -> ModelKitDescriptor:
+    def push(self, source: str, destination: str | None = None, *, immutable: bool | None = None,
+             sign: SigningKey | None = None) -> ModelKitDescriptor:
         """Copy a local ModelKit to a registry: blobs (skipping those present), then the manifest, then tags.
 
         Tags are written last, so a registry never has a tag pointing at a manifest with missing blobs.
+        A tag already holding this digest is left alone (also with immutable tags), and a repository
+        already holding the manifest gets no blob requests: re-pushing unchanged content is a no-op
+        apart from new lineage records. ``push_result`` also says what the push changed.
+        ``sign``: sign the pushed digest (and attest its provenance) with this key, see ``sign``.
+        """
+        return self.push_result(source, destination, immutable=immutable, sign=sign).descriptor
+
+    def push_result(self, source: str, destination: str | None = None, *,
+                    immutable: bool | None = None, sign: SigningKey | None = None) -> PushResult:
+        """``push``, returning what it changed: whether the digest was new to the repository, tags moved, uploads.
+
+        >>> res = kit.push_result("reg.example.com/team/churn:v3")     # doctest: +SKIP
+        >>> res.new_to_repository, res.moved_tags, res.blobs_uploaded   # doctest: +SKIP
+        (False, (), 0)
         """
         src = parse_reference(source)
         dst = parse_reference(destination) if destination else src
         require_registry(dst, "push")
-        loaded = self.source.load_local(src)
+        try:
+            loaded = self.source.load_local(src)
+        except NotInLocalStoreError:
+            raise
+        except NotFoundError:
+            raise not_in_store(src.display(), self.store.home, f"push {src.display()}", local_only=False) from None
         client = self.registry_client(dst.registry)
         repo, digest = dst.repository, loaded.manifest_desc.digest
         tags = dst.tags if destination else (src.tags or [])
         immutable = immutable if immutable is not None else self.immutable_tags
-        if immutable:
-            for tag in tags:  # fail fast, before uploading anything
-                self._refuse_to_move(client, dst, tag, digest)
+        # fail fast, before uploading anything; a tag already holding this digest needs no write at all
+        held = {tag: self._refuse_to_move(client, dst, tag, digest) if immutable
+                else client.manifest_digest(repo, tag) == digest for tag in tags}
+        to_tag = [tag for tag in tags if not held[tag]]
+        present = any(held.values()) or client.manifest_digest(repo, digest) is not None
         blobs = list({b.digest: b for b in loaded.manifest.blobs()}.values())
         mount_from = self._known_remote_copy(dst, digest)
-        self.source.parallel(lambda b: self._push_blob(client, repo, b, mount_from), blobs)
-        self._put_manifest(client, repo, digest, loaded.manifest_bytes, blobs, mount_from)
-        for tag in tags:
+        uploaded: list[str] = []
+        if not present:  # a registry holding the manifest holds its blobs: no blob requests then
+            self.source.parallel(lambda b: self._push_blob(client, repo, b, mount_from, uploaded), blobs)
+            self._put_manifest(client, repo, digest, loaded.manifest_bytes, blobs, mount_from)
+        for tag in to_tag:
             # again: another push may have taken the tag while we uploaded
             ours_already = immutable and self._refuse_to_move(client, dst, tag, digest)
             self._put_manifest(client, repo, tag, loaded.manifest_bytes, blobs, mount_from)
             if immutable and not ours_already:
                 self._confirm_tag(client, dst, tag, digest)
-        LOG.info("Pushed %s@%s%s", dst.repo_path, digest, f" as {', '.join(tags)}" if tags else "")
+        if present and not to_tag:
+            LOG.info("%s@%s is already in the registry%s: nothing to push", dst.repo_path, digest,
+                     f" as {', '.join(tags)}" if tags else "")
+        else:
+            LOG.info("Pushed %s@%s%s", dst.repo_path, digest, f" as {', '.join(to_tag)}" if to_tag else "")
         from .lineage import push_records
 
         push_records(self, loaded.manifest_desc, dst)
-        return describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
+        if sign is not None:
+            self.sign(f"{dst.repo_path}@{digest}", sign)
+        desc = describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
+        return PushResult(desc, new_to_repository=not present, moved_tags=tuple(to_tag),
+                          blobs_uploaded=len(uploaded))
 
     @staticmethod
     def _refuse_to_move(client: RegistryClient, dst: Reference, tag: str, digest: str) -> bool:
@@ -349,6 +412,8 @@ class KitOpsClient:
         so for a moment it reads empty (distribution/distribution#4478, fixed in v3). Eight pipelines
         pushing ModelKits that share a layer hit this in most runs.
         """
+        from .registry import RegistryHTTPError
+
         for attempt in range(MANIFEST_BLOB_RETRIES + 1):
             try:
                 client.put_manifest(repo, reference, data, OCI_MANIFEST)
@@ -372,29 +437,52 @@ class KitOpsClient:
                 return repository
         return None
 
-    def _push_blob(self, client: RegistryClient, repo: str, blob: Descriptor, mount_from: str | None = None) -> None:
+    def _push_blob(self, client: RegistryClient, repo: str, blob: Descriptor, mount_from: str | None = None,
+                   uploaded: list[str] | None = None) -> None:
         path = self.store.blob_path(blob.digest)
         if not self.store.has_blob(blob.digest, blob.size):
             raise NotFoundError(f"blob {blob.digest} is missing from the local store; re-pack or re-pull the ModelKit")
         reporter = self._reporter(f"push {blob.digest[:19]}", blob.size)
-        client.push_blob(repo, blob.digest, blob.size, lambda: open(path, "rb"), progress=reporter, mount_from=mount_from)
+        sent = client.push_blob(repo, blob.digest, blob.size, lambda: open(path, "rb"), progress=reporter,
+                                mount_from=mount_from)
         reporter.finish()
+        if sent and uploaded is not None:
+            uploaded.append(blob.digest)
 
     # -- registry: pull ----------------------------------------------------------------------------------
-    def pull(self, reference: str) -> ModelKitDescriptor:
+    def pull(self, reference: str, *, labels: Mapping[str, str] | Sequence[str] | None = None,
+             verify_key: KeySpec | None = None) -> ModelKitDescriptor:
         """Download a ModelKit (every blob, verified) into the local store and tag it as in the registry.
 
-        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does.
+        Parents referenced by ``model.path`` are pulled too, as ``kit pull`` does. With ``labels`` the
+        reference names a ModelKit index: the one entry carrying those labels is pulled and tagged
+        locally with the index's tag (``kit pull -l``); see ``kitops_flows.indexes``. ``verify_key``
+        (a public key, its path/PEM, or a ``SignaturePolicy``): refuse, before any layer is fetched,
+        a ModelKit (or parent, or the selected variant) not signed by it.
         """
-        return self._pull(parse_reference(reference), chain=[])
+        policy = _policy(verify_key)
+        if labels:
+            from .indexes import pull_variant, select_variant
 
-    def _pull(self, ref: Reference, chain: list[str]) -> ModelKitDescriptor:
+            if policy is not None:
+                from .signing import verified_reference
+
+                verified_reference(self, parse_reference(select_variant(self, reference, labels)), policy)  # type: ignore[arg-type]
+            return pull_variant(self, reference, labels)
+        return self._pull(parse_reference(reference), chain=[], policy=policy)
+
+    def _pull(self, ref: Reference, chain: list[str], policy: object = None) -> ModelKitDescriptor:
         if str(ref) in chain:
             raise KitopsError(f"found cycle in modelkit references: [{'=>'.join([*chain, str(ref)])}]")
         if len(chain) >= MAX_MODEL_REF_CHAIN:
             raise KitopsError(f"reached maximum number of model references ({MAX_MODEL_REF_CHAIN}) at {ref}")
-        loaded = self.source.load_remote(ref)
-        self.source.ensure_blobs(ref, loaded.manifest.layers)
+        source = ref
+        if policy is not None:  # checked before any blob is fetched; then fetch the verified digest only
+            from .signing import verified_reference
+
+            source = verified_reference(self, ref, policy)  # type: ignore[arg-type]
+        loaded = self.source.load_remote(source)
+        self.source.ensure_blobs(source, loaded.manifest.layers)
         tags = [] if ref.is_digest else [ref.reference]
         desc = self.store.put_manifest(ref.repo_path, loaded.manifest_bytes, tags)
         from .lineage import pull_records
@@ -402,7 +490,7 @@ class KitOpsClient:
         pull_records(self, desc, ref)  # provenance and downstream records travel with the ModelKit
         kf = loaded.kitfile
         if kf.model is not None and is_modelkit_reference(kf.model.path):
-            self._pull(parse_reference(kf.model.path), [*chain, str(ref)])
+            self._pull(parse_reference(kf.model.path), [*chain, str(ref)], policy)
         LOG.info("Pulled %s@%s", ref.repo_path, desc.digest)
         return describe(ref.registry, ref.repository, desc, loaded.manifest, kf, tags)
 
@@ -413,7 +501,7 @@ class KitOpsClient:
             return self.describe(reference)
         except NotFoundError:
             if ref.is_local_only:
-                raise
+                raise not_in_store(ref.display(), self.store.home, f"resolve {ref.display()}", local_only=True) from None
         loaded = self.source.load_remote(ref)
         tags = [] if ref.is_digest else [ref.reference]
         return describe(ref.registry, ref.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
@@ -429,7 +517,8 @@ class KitOpsClient:
     def list_tags(self, repository: str) -> dict[str, str]:
         """``{tag: manifest digest}`` of a repository (registry or local store), without fetching configs.
 
-        Bookkeeping tags of the referrers tag schema (``sha256-…``) and the stage log are left out.
+        Bookkeeping tags (``reference.is_internal_tag``: referrers fallback, ``.sig``/``.att``, the stage log) are
+        left out.
         """
         ref = parse_reference(repository)
         if ref.is_local_only:
@@ -437,7 +526,7 @@ class KitOpsClient:
         client = self.registry_client(ref.registry)
         out = {}
         for tag in client.list_tags(ref.repository):
-            if tag.startswith(("sha256-", "kitops-flows-")):
+            if is_internal_tag(tag):
                 continue
             digest = client.manifest_digest(ref.repository, tag)
             if digest is not None:
@@ -454,6 +543,8 @@ class KitOpsClient:
         existing: str = "error",
         write_kitfile: bool = True,
         include_remote: bool = False,
+        labels: Mapping[str, str] | Sequence[str] | None = None,
+        verify_key: KeySpec | None = None,
     ) -> UnpackResult:
         """Extract selected layers of a ModelKit into ``dest``.
 
@@ -461,9 +552,23 @@ class KitOpsClient:
         the manifest and config) are fetched from the registry into the store cache, so the
         downstream task that needs the dataset never downloads the 5 GB model.
 
+        ``verify_key`` (a public key, its path/PEM, or a ``SignaturePolicy``): the ModelKit must be
+        signed by it, checked in its registry before any layer is fetched or extracted.
+
         >>> kit.unpack("reg.example.com/team/churn@sha256:…", "/data", filters=["datasets:train"])   # doctest: +SKIP
+
+        ``labels`` select one ModelKit of the index ``reference`` names (``kit unpack -l``).
         """
+        if labels:
+            from .indexes import select_variant
+
+            reference = select_variant(self, reference, labels)
         ref = parse_reference(reference)
+        policy = _policy(verify_key)
+        if policy is not None:
+            from .signing import verified_reference
+
+            ref = verified_reference(self, ref, policy)
         parsed = _parse_filter_list(filters)
         loaded, _ = self.source.selected_layers(ref, parsed)
         result = unpack_layers(
@@ -480,24 +585,52 @@ class KitOpsClient:
         return result
 
     def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
-                   existing: str = "error") -> UnpackResult:
+                   existing: str = "error", labels: Mapping[str, str] | Sequence[str] | None = None,
+                   verify_key: KeySpec | None = None) -> UnpackResult:
         """Fetch and extract only the layers ``filters`` select (no Kitfile written). Same as ``unpack``."""
-        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False)
+        return self.unpack(reference, dest, filters=filters, existing=existing, write_kitfile=False, labels=labels,
+                           verify_key=verify_key)
+
+    # -- signatures ---------------------------------------------------------------------------------------
+    def sign(self, reference: str, key: SigningKey, *, mode: str = "auto", attest: bool = True) -> SignResult:
+        """Sign a pushed ModelKit, cosign-compatibly (``signing.sign_modelkit``); attests its provenance too.
+
+        >>> kit.sign("reg.example.com/team/churn:v3", load_private_key("cosign.key", pw))   # doctest: +SKIP
+        """
+        from .signing import sign_modelkit
+
+        return sign_modelkit(self, reference, key, mode=mode, attest=attest)
+
+    def verify_signature(self, reference: str, key: VerifyKey | KeySpec, *,
+                         attestation: bool = False) -> Verification:
+        """Check a ModelKit's signature (and with ``attestation`` its provenance attestation) in its registry.
+
+        Raises ``SignatureError`` with one line per rejected signature; see ``signing.verify``.
+        """
+        policy = _policy(key)
+        assert policy is not None
+        from .signing import verify_modelkit
+
+        result = verify_modelkit(self, reference, policy.keys)
+        if attestation or policy.require_attestation:
+            from .signing import verify_attestation
+
+            verify_attestation(self, result.reference, policy.keys)
+        return result
 
     # -- S3 -----------------------------------------------------------------------------------------------
-    def pack_if_changed(self, context_dir: Path | str, *, reference: str, sources: Mapping[str, object],
+    def pack_if_changed(self, context_dir: Path | str, *, reference: str, sources: Mapping[str, object] | None = None,
                         **pack_kwargs: object) -> tuple[ModelKitDescriptor, bool]:
-        """``pack`` unless every S3 input still has the object versions the tagged ModelKit was built from.
+        """``pack`` unless every input (local files, S3 object versions, Kitfile, options) is unchanged.
 
-        Returns ``(descriptor, packed)``; see ``kitops_flows.s3.pack_if_changed``.
+        Returns ``(descriptor, packed)``; see ``kitops_flows.idempotent.pack_and_push``.
 
         >>> mk, packed = kit.pack_if_changed("job/", reference="reg.example.com/team/data:nightly",
         ...                                  sources={"train": "s3://ml-data/churn/"}, push=True)  # doctest: +SKIP
         """
-        from .s3 import pack_if_changed
+        from .idempotent import pack_if_changed
 
-        return pack_if_changed(self, context_dir, reference=reference, sources=sources,  # type: ignore[arg-type]
-                               **pack_kwargs)
+        return pack_if_changed(self, context_dir, reference=reference, sources=sources, **pack_kwargs)
 
     def unpack_to_s3(self, reference: str, filters: Sequence[str] | str | None, dest: str, *,
                      existing: str = "error", delete: bool = False,
@@ -533,20 +666,21 @@ def source_fingerprints(sources: Mapping[str, object], session: object | None = 
     return fingerprints(sources, session=session)
 
 
+def _policy(value: object) -> object:
+    """``verify_key=`` as a SignaturePolicy (None: no check); imported lazily, like the S3 code."""
+    if value is None:
+        return None
+    from .signing import SignaturePolicy
+
+    return SignaturePolicy.of(value)  # type: ignore[arg-type]
+
+
 def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> list[LayerFilter]:
     if filters is None:
         return []
     if isinstance(filters, str):
         filters = [filters]
     return [f if isinstance(f, LayerFilter) else parse_filters([f])[0] for f in filters]
-
-
-def _kit_size(n: int) -> str:
-    """kit list's SIZE: KiB/MiB/GiB with one decimal, rounded down."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{int(n * 10 / scale) / 10:.1f} {unit}"
-    return f"{n} B"
 
 
 __all__ = [
@@ -559,6 +693,7 @@ __all__ = [
     "LocalStore",
     "ModelKitDescriptor",
     "ProgressCallback",
+    "PushResult",
     "RegistryCredentials",
     "RegistryError",
     "RunContext",

@@ -21,18 +21,24 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .api import KitOpsClient, ListEntry
+from .cli_sign import register as register_signing
 from .errors import KitopsError
-from .store import LocalStore, default_kitops_home
+
+if TYPE_CHECKING:  # the API is imported when a command runs: `--help` stays fast
+    from .api import KitOpsClient, ListEntry
 
 LOG = logging.getLogger("kitops_flows")
 
-Command = Callable[[argparse.Namespace, KitOpsClient], int]
+Command = Callable[[argparse.Namespace, "KitOpsClient"], int]
 
 
 def _client(args: argparse.Namespace) -> KitOpsClient:
+    from .api import KitOpsClient
+    from .store import LocalStore, default_kitops_home
+
     home = Path(args.config) if args.config else default_kitops_home()
     return KitOpsClient(
         store=LocalStore(home),
@@ -49,6 +55,7 @@ def cmd_pack(args: argparse.Namespace, kit: KitOpsClient) -> int:
     desc = kit.pack(
         args.directory, kitfile=None if args.file in (None,) else _kitfile_arg(args.file), reference=args.tag,
         compression=args.compression, layer_format=args.layer_format, push=args.push,
+        use_model_pack=args.use_model_pack,
     )
     print(f"Model saved: {desc.digest}", file=sys.stderr)
     print(desc.reference if args.tag else desc.digest)
@@ -68,7 +75,7 @@ def _kitfile_arg(value: str) -> Path | object:
 def cmd_unpack(args: argparse.Namespace, kit: KitOpsClient) -> int:
     existing = "overwrite" if args.overwrite else "ignore" if args.ignore_existing else "error"
     result = kit.unpack(args.reference, args.dir, filters=args.filter or None, existing=existing,
-                        include_remote=args.include_remote)
+                        include_remote=args.include_remote, labels=getattr(args, "label", None))
     for path in result.paths:
         print(path)
     return 0
@@ -81,7 +88,7 @@ def cmd_push(args: argparse.Namespace, kit: KitOpsClient) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, kit: KitOpsClient) -> int:
-    desc = kit.pull(args.reference)
+    desc = kit.pull(args.reference, labels=getattr(args, "label", None))
     print(desc.pinned)
     return 0
 
@@ -89,13 +96,14 @@ def cmd_pull(args: argparse.Namespace, kit: KitOpsClient) -> int:
 def cmd_list(args: argparse.Namespace, kit: KitOpsClient) -> int:
     rows = kit.list(args.repository)
     if args.format == "json":
-        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        print(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False))
         return 0
     _print_table(rows)
     return 0
 
 
 def _print_table(rows: Sequence[ListEntry]) -> None:
+    from .kitoutput import format_bytes
     from .reference import Reference
 
     header = ("REPOSITORY", "TAG", "MAINTAINER", "NAME", "SIZE", "DIGEST")
@@ -103,7 +111,7 @@ def _print_table(rows: Sequence[ListEntry]) -> None:
     for r in rows:
         repo = Reference(*r.repo.split("/", 1), "latest").display().rsplit(":", 1)[0]
         for tag in r.tags or ("<none>",):
-            lines.append((repo, tag, r.author or "<none>", r.model_name or "<none>", r.size, r.digest))
+            lines.append((repo, tag, r.author or "<none>", r.model_name or "<none>", format_bytes(r.size), r.digest))
     widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
     for line in [header, *lines]:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
@@ -115,17 +123,18 @@ def cmd_inspect(args: argparse.Namespace, kit: KitOpsClient) -> int:
 
 
 def cmd_info(args: argparse.Namespace, kit: KitOpsClient) -> int:
-    kitfile = kit.info(args.reference, remote=args.remote)
+    from .errors import NotFoundError
+
+    try:
+        kitfile = kit.info(args.reference, remote=args.remote)
+    except NotFoundError:
+        from .reference import parse_reference
+
+        raise KitopsError(f"Could not find modelkit {parse_reference(args.reference).display()}") from None
     if args.filter:
-        node: object = json.loads(kitfile.to_json())
-        for key in [k for k in args.filter.split(".") if k]:
-            if isinstance(node, dict) and key in node:
-                node = node[key]
-            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                node = node[int(key)]
-            else:
-                raise KitopsError(f"filter {args.filter!r}: no field {key!r} in the Kitfile")
-        print(json.dumps(node, indent=2) if isinstance(node, (dict, list)) else node)
+        from .infofilter import filter_kitfile
+
+        sys.stdout.write(filter_kitfile(kitfile, args.filter))
         return 0
     sys.stdout.write(kitfile.to_yaml())
     return 0
@@ -220,7 +229,7 @@ def cmd_lineage(args: argparse.Namespace, kit: KitOpsClient) -> int:
 def cmd_promote(args: argparse.Namespace, kit: KitOpsClient) -> int:
     from .lineage import promote
 
-    event = promote(kit, args.reference, args.stage)
+    event = promote(kit, args.reference, args.stage, require_signature=args.require_signature)
     moved = f" (was {event.previous})" if event.previous and event.previous != event.digest else ""
     print(f"Promoted {event.repository}@{event.digest} to {event.stage}{moved}", file=sys.stderr)
     print(json.dumps(event.to_dict(), indent=2))
@@ -234,8 +243,9 @@ def cmd_history(args: argparse.Namespace, kit: KitOpsClient) -> int:
     if args.format == "json":
         print(json.dumps([e.to_dict() for e in events], indent=2))
         return 0
-    header = ("TIME", "STAGE", "DIGEST", "PREVIOUS", "USER")
-    rows = [(e.time, e.stage, e.digest, e.previous or "<none>", e.user or "<none>") for e in events]
+    header = ("TIME", "STAGE", "DIGEST", "PREVIOUS", "USER", "SIGNED BY")
+    rows = [(e.time, e.stage, e.digest, e.previous or "<none>", e.user or "<none>", e.signed_by or "<unchecked>")
+            for e in events]
     widths = [max(len(x[i]) for x in [header, *rows]) for i in range(len(header))]
     for line in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
@@ -282,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--tag", help="reference to tag it with: [registry/]repo[:tag][,tag2...]")
     p.add_argument("--compression", default="none", choices=("none", "gzip", "gzip-fastest", "zstd"))
     p.add_argument("--layer-format", default="tar", choices=("tar", "raw"))
+    p.add_argument("--use-model-pack", action="store_true",
+                   help="write a CNCF ModelPack artifact (model-spec config and media types) instead of kit's format")
     p.add_argument("--push", action="store_true", help="push to the registry named in -t after packing")
     _network_flags(p)
 
@@ -321,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("info", cmd_info, "Show the Kitfile of a ModelKit", "kitops-flows info team/churn:v1 -f model.path")
     p.add_argument("reference")
     p.add_argument("-r", "--remote", action="store_true")
-    p.add_argument("-f", "--filter", help="dotted path of one Kitfile field, e.g. model.path")
+    p.add_argument("-f", "--filter", help="one Kitfile node by kit's Go field names, e.g. .model.path or .package "
+                   "(printed as YAML)")
     _network_flags(p)
 
     p = add("tag", cmd_tag, "Tag a local ModelKit", "kitops-flows tag team/churn:v1 team/churn:champion")
@@ -334,8 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--remote", action="store_true", help="delete in the registry")
     _network_flags(p)
 
-    add("verify", cmd_verify, "Re-hash every blob and check every manifest and tag in the local store",
-        "kitops-flows verify")
+    register_signing(add, _network_flags, local_verify=cmd_verify)  # generate-key-pair, sign, verify
     add("gc", cmd_gc, "Delete blobs no ModelKit references", "kitops-flows gc")
 
     p = add("init", cmd_init, "Generate a Kitfile for a directory", "kitops-flows init ./churn --name churn")
@@ -369,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
             "kitops-flows promote reg.example.com/team/churn:v3 production")
     p.add_argument("reference")
     p.add_argument("stage", choices=("staging", "production", "retired"))
+    p.add_argument("--require-signature", metavar="KEY.pub", help="refuse unless signed by this public key")
     _network_flags(p)
 
     p = add("history", cmd_history, "Show the stage moves of a repository, newest first",
@@ -379,9 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("version", cmd_version, "Print the version", "kitops-flows version")
 
-    from . import cli_diff
+    from . import cli_diff, cli_index
 
     cli_diff.register(sub, _network_flags)
+    cli_index.register(sub, _network_flags)
+    from . import cli_cache
+
+    cli_cache.register(sub, _network_flags)
     from . import cli_s3
 
     cli_s3.register(sub)

@@ -24,6 +24,10 @@ class NotFoundError(KitopsError):
     """A reference, tag, blob or file does not exist."""
 
 
+class NotInLocalStoreError(NotFoundError):
+    """A ModelKit is not in this task's local store (on separate workers: packed elsewhere, not pushed)."""
+
+
 class DigestMismatchError(KitopsError):
     """Content did not hash to the digest it was addressed by."""
 

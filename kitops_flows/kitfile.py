@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import yaml12
 from .errors import KitfileError
 from .gojson import Struct, UnsupportedValueError, marshal
+from .lazyimport import LazyModule
+
+yaml12 = LazyModule("kitops_flows.yaml12")  # YAML (and pyyaml) only when a Kitfile is read or written as YAML
 
 LOG = logging.getLogger(__name__)
 

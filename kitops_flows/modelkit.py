@@ -130,3 +130,23 @@ def describe(
         version=kitfile.package.version or None,
         annotations=dict(manifest.annotations),
     )
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push changed in the registry (``KitOpsClient.push_result``).
+
+    ``new_to_repository``: the repository did not hold this manifest before (announce it downstream);
+    ``moved_tags``: tags written (a tag already at this digest is left alone); ``blobs_uploaded``: blobs
+    sent (0 when the repository already had them all).
+    """
+
+    descriptor: ModelKitDescriptor
+    new_to_repository: bool
+    moved_tags: tuple[str, ...] = ()
+    blobs_uploaded: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """True when the push created the manifest in the repository or moved a tag to it."""
+        return self.new_to_repository or bool(self.moved_tags)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from . import __version__
 from .compression import compressing_writer
@@ -28,19 +29,42 @@ from .manifest import (
     ANNOTATION_CLI_VERSION,
     ANNOTATION_CREATED,
     ANNOTATION_FILE_METADATA,
+    ANNOTATION_KITFILE,
     Manifest,
     clean_path,
     created_timestamp,
     kitfile_from_manifest,
     layer_annotations,
 )
-from .mediatypes import KIT_CONFIG, LayerMediaType, check_compression, check_layer_format
+from .mediatypes import (
+    KIT_ARTIFACT_TYPE,
+    KIT_CONFIG,
+    MODELPACK_ARTIFACT_TYPE,
+    MODELPACK_CONFIG,
+    LayerMediaType,
+    check_compression,
+    check_layer_format,
+)
 from .modelkit import ModelKitDescriptor, describe
+from .modelpack import check_modelpack, modelpack_config
 from .reference import DEFAULT_REGISTRY, DEFAULT_REPOSITORY, Reference, parse_reference
 from .store import Descriptor, LocalStore
 
 LOG = logging.getLogger("kitops_flows")
 CLI_VERSION = f"kitops-flows/{__version__}"
+
+class KnownManifest(Protocol):
+    """A stored manifest with the same content as a fresh pack (see ``idempotent.KnownModelKit``)."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    @property
+    def source(self) -> str: ...
+
 
 #: Where a layer's bytes come from. The default reads ``context_dir/entry.path``; the S3 support
 #: supplies another one for entries mapped to ``s3://`` sources. It writes the *uncompressed* tar
@@ -54,6 +78,7 @@ class PackOptions:
 
     compression: str = "none"
     layer_format: str = "tar"
+    use_model_pack: bool = False  # ModelPack output (kit pack --use-model-pack): cncf media types and config
 
     def __post_init__(self) -> None:
         check_compression(self.compression)
@@ -77,6 +102,7 @@ def pack(
     options: PackOptions = PackOptions(),
     annotations: Mapping[str, str] | None = None,
     layer_sources: Mapping[int, LayerSource] | None = None,
+    reuse: Callable[[Manifest], KnownManifest | None] | None = None,
 ) -> ModelKitDescriptor:
     """Pack ``context_dir`` (its Kitfile, or ``kitfile``) into ``store`` and tag it ``reference``.
 
@@ -86,16 +112,20 @@ def pack(
 
     ``annotations`` are added to the manifest (lineage uses this). ``layer_sources`` maps the
     index of a layer entry (in ``Kitfile.layer_entries()`` order) to a function producing its
-    bytes, for layers that do not come from the context directory.
+    bytes, for layers that do not come from the context directory. ``reuse`` is given the manifest
+    just built and may return a known manifest with the same content (``idempotent.find_identical``):
+    that one is stored and tagged instead, so the same content keeps its digest and ``created``.
     """
     context = Path(context_dir).expanduser().absolute()
     if not context.is_dir():
         raise PackError(f"context directory {context} does not exist or is not a directory")
-    ref = _target_reference(reference)
+    ref = target_reference(reference)
     kf, kitfile_name = load_kitfile(context, kitfile)
     for warning in kf.validate(source=kitfile_name):
         LOG.warning("%s", warning)
 
+    if options.use_model_pack:
+        check_modelpack(kf, options.layer_format, options.compression)
     entries = kf.layer_entries()
     if not entries:
         LOG.warning("ModelKit contains no layers")
@@ -110,24 +140,36 @@ def pack(
         entry.entry.layer_info = info
         layer_descs.append(desc)
 
-    config_bytes = kf.to_json()
+    manifest_annotations = {ANNOTATION_CLI_VERSION: CLI_VERSION, ANNOTATION_CREATED: created_timestamp()}
+    if options.use_model_pack:  # the Kitfile travels as an annotation; the config is model-spec's
+        manifest_annotations[ANNOTATION_KITFILE] = kf.to_json().decode()
+        diff_ids = [e.entry.layer_info.diff_id for e in entries]  # type: ignore[union-attr]
+        config_bytes, config_type, artifact_type = modelpack_config(kf, diff_ids), MODELPACK_CONFIG, MODELPACK_ARTIFACT_TYPE
+    else:
+        config_bytes, config_type, artifact_type = kf.to_json(), KIT_CONFIG, KIT_ARTIFACT_TYPE
     config_digest, config_size = store.put_bytes(config_bytes)
     LOG.info("Saved configuration: %s", config_digest)
 
-    manifest_annotations = {ANNOTATION_CLI_VERSION: CLI_VERSION, ANNOTATION_CREATED: created_timestamp()}
     manifest_annotations.update(annotations or {})
     manifest = Manifest(
-        config=Descriptor(KIT_CONFIG, config_digest, config_size),
+        config=Descriptor(config_type, config_digest, config_size),
         layers=layer_descs,
         annotations=manifest_annotations,
+        artifact_type=artifact_type,
     )
-    manifest_desc = store.put_manifest(ref.repo_path, manifest.to_bytes(), ref.tags)
+    data = manifest.to_bytes()
+    known = reuse(manifest) if reuse is not None else None
+    if known is not None:
+        data, manifest = known.data, known.manifest
+        LOG.info("Same content as %s: keeping its manifest", known.source)
+    manifest_desc = store.put_manifest(ref.repo_path, data, ref.tags)
     LOG.info("Saved manifest to storage: %s", manifest_desc.digest)
     LOG.info("Model saved: %s", manifest_desc.digest)
     return describe(ref.registry, ref.repository, manifest_desc, manifest, kf, ref.tags)
 
 
-def _target_reference(reference: str | Reference | None) -> Reference:
+def target_reference(reference: str | Reference | None) -> Reference:
+    """Where a pack lands: ``reference``, or kit's untagged ``localhost/_`` without one (PackError for a digest)."""
     if reference is None:
         # kit: without -t the ModelKit is stored untagged under localhost/_
         return Reference(DEFAULT_REGISTRY, DEFAULT_REPOSITORY, "sha256:" + "0" * 64)
@@ -169,6 +211,7 @@ def _build_layer(
         base="code" if entry.kind == "prompt" else entry.kind,
         format="raw" if raw else "tar",
         compression=compression,
+        modelpack=options.use_model_pack,
     )
     annotations = layer_annotations(entry)
     with store.ingest() as blob:

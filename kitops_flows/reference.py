@@ -45,6 +45,20 @@ def validate_digest(text: str, what: str = "digest") -> str:
     return text
 
 
+_INTERNAL_TAG_RE = re.compile(r"^sha256-[a-f0-9]{64}(?:\.(?:sig|att|sbom))?\Z")
+
+
+def is_internal_tag(tag: str) -> bool:
+    """Bookkeeping tags no user tagged: the referrers fallback index ``sha256-<hex>``, cosign's ``sha256-<hex>.sig``
+    / ``.att`` / ``.sbom``, and kitops-flows' own ``kitops-flows-…`` (the stage log). ``list``, sensors and
+    lineage leave them out, as kit does.
+
+    >>> [is_internal_tag(t) for t in ("v1", "sha256-" + "a" * 64, "sha256-" + "a" * 64 + ".sig", "kitops-flows-stage-log")]
+    [False, True, True, True]
+    """
+    return bool(_INTERNAL_TAG_RE.match(tag)) or tag.startswith("kitops-flows-")
+
+
 def validate_tag(tag: str) -> str:
     if not _TAG_RE.match(tag):
         raise ReferenceFormatError(

@@ -49,13 +49,13 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .compression import Sink, decompressing_reader
 from .digests import CHUNK, VerifyingReader
-from .errors import KitopsError, NotFoundError, PackError, S3SourceError, UnpackError, UnsafeLayerError
+from .errors import PackError, S3SourceError, UnpackError, UnsafeLayerError
 
 if TYPE_CHECKING:
     from .api import KitOpsClient
@@ -820,62 +820,14 @@ def pack_if_changed(
     sources: Mapping[str, str | S3Source],
     **pack_kwargs: Any,
 ) -> tuple[ModelKitDescriptor, bool]:
-    """Pack (and push, with ``push=True``) unless the S3 inputs are unchanged since the last pack.
-
-    "The newest ModelKit" is the one ``reference``'s tag points at: in the registry when the
-    reference names one (the truth for scheduled pipelines, whose workers start empty), else in
-    the local store. It is reused when its ``ml.kitops-flows.s3.inputs-fingerprint`` annotation
-    equals the fingerprint of a fresh listing of ``sources`` together with the Kitfile text and
-    the compression/layer format. Local files in the context directory are *not* hashed: changing
-    them without touching S3 or the Kitfile does not trigger a pack.
-
-    Returns ``(descriptor, packed)``.
+    """Pack (and push, with ``push=True``) unless the inputs are unchanged: ``idempotent.pack_if_changed``.
 
     >>> desc, packed = pack_if_changed(kit, "job/", reference="reg.example.com/team/data:nightly",
     ...                                sources={"train": "s3://ml-data/churn/"}, push=True)  # doctest: +SKIP
     """
-    from .pack import load_kitfile
-    from .reference import parse_reference
+    from .idempotent import pack_if_changed as pack_unless_unchanged
 
-    ref = parse_reference(reference)
-    if ref.is_digest:
-        raise KitopsError(f"pack_if_changed needs a tag to compare with, not a digest ({reference})")
-    context = Path(context_dir).expanduser().absolute()
-    kf, _ = load_kitfile(context, pack_kwargs.pop("kitfile", None))
-    s3 = s3_client(client.s3_session)
-    specs: dict[str, S3Source] = {}
-    inputs = []
-    for label, value in sources.items():
-        spec = value if isinstance(value, S3Source) else S3Source(str(value))
-        listing = list_input(s3, spec.uri, entry=label, mode=spec.mode)
-        inputs.append(listing)
-        specs[label] = replace(spec, listing=listing)
-    options = {k: pack_kwargs.get(k, d) for k, d in (("compression", "none"), ("layer_format", "tar"))}
-    fingerprint = inputs_fingerprint(inputs, kf.to_yaml(), options)
-
-    current = _tagged_modelkit(client, reference)
-    if current is not None and current.annotations.get(ANNOTATION_INPUTS_FINGERPRINT) == fingerprint:
-        LOG.info("S3 inputs unchanged since %s: not packing", current.pinned)
-        return current, False
-    annotations = {**(pack_kwargs.pop("annotations", None) or {}), ANNOTATION_INPUTS_FINGERPRINT: fingerprint}
-    desc = client.pack(context, kitfile=kf, reference=reference, sources=specs, annotations=annotations, **pack_kwargs)
-    return desc, True
-
-
-def _tagged_modelkit(client: KitOpsClient, reference: str) -> ModelKitDescriptor | None:
-    """The ModelKit the tag points at (registry if named, else local store), or None if there is none."""
-    from .reference import parse_reference
-
-    ref = parse_reference(reference)
-    try:
-        if ref.is_local_only:
-            return client.describe(reference)
-        info = client.inspect(reference, remote=True)
-    except NotFoundError:  # includes the registry's 404 for an unknown tag
-        return None
-    digest = str(info["digest"])
-    desc = client.resolve(f"{ref.repo_path}@{digest}")
-    return replace(desc, tags=(ref.reference,))
+    return pack_unless_unchanged(client, context_dir, reference=reference, sources=sources, **pack_kwargs)
 
 
 # -- unpack_to_s3 ---------------------------------------------------------------------------------------------

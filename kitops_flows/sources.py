@@ -8,7 +8,7 @@ manifest and its Kitfile, open a verified blob and make sure the layers they nee
 >>> src.load(parse_reference("team/churn:v1"))  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-kitops_flows.errors.NotFoundError: team/churn:v1 not found in the local store /tmp/.../storage
+kitops_flows.errors.NotInLocalStoreError: cannot load team/churn:v1: team/churn:v1 names no registry, ...
 
 A ``KitOpsClient`` hands out its source as ``kit.source``; functions that take "a client or a
 source" (lineage) call :func:`as_source`.
@@ -20,7 +20,7 @@ import tempfile  # noqa: F401 - used by the module doctest
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .digests import VerifyingReader
 from .errors import KitopsError, NotFoundError
@@ -30,9 +30,12 @@ from .manifest import Manifest, ManifestError, PlannedLayer, kitfile_from_manife
 from .mediatypes import OCI_INDEX, OCI_MANIFEST
 from .progress import ProgressCallback, ProgressReporter
 from .reference import Reference, parse_reference
-from .registry import RegistryClient
 from .store import NO_SPACE, Descriptor, LocalStore
 from .unpack import select_layers
+
+if TYPE_CHECKING:
+    from .registry import RegistryClient
+from .worker_store import not_in_store
 
 __all__ = ["HasModelKitSource", "LoadedModelKit", "ModelKitSource", "SourceLike", "as_source"]
 
@@ -80,9 +83,9 @@ class ModelKitSource:
         client = self.registry(ref.registry)
         fetched = client.get_manifest(ref.repository, ref.reference)
         if fetched.media_type == OCI_INDEX:
-            raise ManifestError(
-                f"{ref} is an OCI index (a ModelKit index); pull one of its entries by digest instead"
-            )
+            from .modelindex import index_media_error
+
+            raise ManifestError(index_media_error(fetched.data, str(ref)))
         manifest = Manifest.from_bytes(fetched.data, f"manifest of {ref}")
         manifest.format  # raises "not a modelkit" early  # noqa: B018
         self.fetch_blob(client, ref.repository, manifest.config)
@@ -100,8 +103,8 @@ class ModelKitSource:
         try:
             return self.load_local(ref)
         except NotFoundError:
-            if ref.is_local_only:
-                raise
+            if ref.is_local_only:  # on separate workers: packed in another task's store, never pushed
+                raise not_in_store(ref.display(), self.store.home, f"load {ref.display()}", local_only=True) from None
         loaded = self.load_remote(ref)
         self.store.put_bytes(loaded.manifest_bytes)
         self.store.add_root(loaded.manifest_desc.digest)  # keep the cached layers out of gc

@@ -507,6 +507,9 @@ class LocalStore:
         problems: list[str] = []
         roots = {d.digest for repo in self.list_repos() for d in self._repo_manifests(repo)}
         roots |= self._extra_roots()
+        from .indexstore import LocalIndexStore  # ModelKit indexes: kept, but they are not ModelKit manifests
+
+        keep |= LocalIndexStore(self).digests()
         for digest in roots:
             keep.add(digest)
             try:
@@ -558,7 +561,8 @@ class LocalStore:
             is_lock = name.endswith(".lock")
             if is_lock and (self.ingest_dir / name[: -len(".lock")]).exists():
                 continue  # its download is still here (fresh or held): the lock goes with it
-            lock_path = path if is_lock else path.with_name(name + ".lock")
+            # a ranged download's part list (<hex>.parts) is guarded by its blob's lock, like the data file
+            lock_path = path if is_lock else path.with_name(name.split(".", 1)[0] + ".lock")
             had_lock = not is_lock and lock_path.exists()
             try:
                 with open(lock_path, "a+b") as lock:

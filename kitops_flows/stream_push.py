@@ -53,7 +53,7 @@ from .manifest import (
     created_timestamp,
     layer_annotations,
 )
-from .mediatypes import KIT_CONFIG, OCI_MANIFEST, LayerMediaType
+from .mediatypes import KIT_ARTIFACT_TYPE, KIT_CONFIG, OCI_MANIFEST, LayerMediaType
 from .modelkit import ModelKitDescriptor, describe
 from .pack import (
     CLI_VERSION,
@@ -61,8 +61,8 @@ from .pack import (
     PackOptions,
     _copy_raw_file,
     _parent_layer_paths,
-    _target_reference,
     load_kitfile,
+    target_reference,
 )
 from .registry.errors import RegistryHTTPError
 from .registry.stream_upload import StreamingBlobUpload
@@ -102,30 +102,27 @@ def stream_pack(
     s3_inputs: Sequence[S3Input] = (),
     provenance: Provenance | None = None,
     immutable: bool = False,
+    reuse: Callable[[Manifest], Any] | None = None,
 ) -> ModelKitDescriptor:
     """Pack ``context_dir`` and push it to ``reference``'s registry without a local copy (see module doc).
 
     ``provenance`` (from ``lineage.collect_provenance``) is recorded locally once the manifest is
-    built, and pushed with the ModelKit. Returns the pushed ModelKit's descriptor.
+    built, and pushed with the ModelKit. ``reuse`` (``idempotent.reuse_identical``) may return a known
+    ModelKit with the same content, whose manifest is then pushed instead (same digest, same ``created``).
+    Returns the pushed ModelKit's descriptor.
     """
-    from .errors import TagExistsError
     from .sources import require_registry
 
     context = Path(context_dir).expanduser().absolute()
     if not context.is_dir():
         raise KitopsError(f"context directory {context} does not exist or is not a directory")
-    ref = _target_reference(reference)
+    ref = target_reference(reference)
     require_registry(ref, "push")
     kf, kitfile_name = load_kitfile(context, kitfile)
     for warning in kf.validate(source=kitfile_name):
         LOG.warning("%s", warning)
     rc = kit.registry_client(ref.registry)
     repo = ref.repository
-    for tag in ref.tags if immutable else ():  # fail fast, before reading anything: a new pack is a new digest
-        current = rc.manifest_digest(repo, tag)
-        if current is not None:
-            raise TagExistsError(f"tag {ref.repo_path}:{tag} already points at {current}; refusing to move it "
-                                 "(tags are immutable here: push a new tag, or allow moving tags)")
     entries = kf.layer_entries()
     if not entries:
         LOG.warning("ModelKit contains no layers")
@@ -158,8 +155,13 @@ def stream_pack(
     rc.push_blob(repo, config.digest, config.size, lambda: io.BytesIO(config_bytes))
     manifest_annotations = {ANNOTATION_CLI_VERSION: CLI_VERSION, ANNOTATION_CREATED: created_timestamp()}
     manifest_annotations.update(annotations or {})
-    manifest = Manifest(config=config, layers=layer_descs, annotations=manifest_annotations)
+    manifest = Manifest(config=config, layers=layer_descs, annotations=manifest_annotations,
+                        artifact_type=KIT_ARTIFACT_TYPE)
     data = manifest.to_bytes()
+    known = reuse(manifest) if reuse is not None else None
+    if known is not None:
+        data, manifest = known.data, known.manifest
+        LOG.info("Same content as %s: keeping its manifest", known.source)
     # The manifest and config (small) stay in the local store, untagged, for lineage; no layer does.
     kit.store.put_bytes(config_bytes)
     digest, size = kit.store.put_bytes(data)
@@ -170,9 +172,12 @@ def stream_pack(
         from .lineage import record_local
 
         record_local(kit, describe(ref.registry, ref.repository, manifest_desc, manifest, kf, []), provenance)
-    _put_manifest(rc, repo, digest, data, [config, *layer_descs])
-    for tag in tags:
-        ours_already = immutable and kit._refuse_to_move(rc, ref, tag, digest)  # noqa: SLF001
+    held = {tag: kit._refuse_to_move(rc, ref, tag, digest) if immutable  # noqa: SLF001
+            else rc.manifest_digest(repo, tag) == digest for tag in tags}
+    if not any(held.values()) and rc.manifest_digest(repo, digest) is None:
+        _put_manifest(rc, repo, digest, data, [config, *layer_descs])
+    for tag in [t for t in tags if not held[t]]:
+        ours_already = immutable and kit._refuse_to_move(rc, ref, tag, digest)  # noqa: SLF001 - again, just before
         _put_manifest(rc, repo, tag, data, [config, *layer_descs])
         if immutable and not ours_already:
             kit._confirm_tag(rc, ref, tag, digest)  # noqa: SLF001

@@ -37,6 +37,7 @@ from kitops_flows.api import KitOpsClient, LocalStore
 from kitops_flows.errors import KitopsError, NotFoundError
 from kitops_flows.progress import ProgressCallback
 from kitops_flows.registry import RegistryCredentials
+from kitops_flows.worker_store import render_kitops_home
 
 CONN_TYPE = "kitops"
 #: The ``extra`` keys a kitops connection understands.
@@ -163,6 +164,11 @@ class KitOpsHook(BaseHook):
         if self._settings is None:
             if self.kitops_conn_id is None:
                 self._settings = RegistrySettings()
+            elif self.kitops_conn_id == self.default_conn_name and not _connection_exists(self.kitops_conn_id):
+                # like the Amazon provider without aws_default: local store, credentials from env/config files
+                self.log.info("no %s connection: using the local store and default registry credentials",
+                              self.kitops_conn_id)
+                self._settings = RegistrySettings()
             else:
                 self._settings = RegistrySettings.from_connection(self.get_connection(self.kitops_conn_id))
                 mask_credentials(self._settings)
@@ -171,9 +177,14 @@ class KitOpsHook(BaseHook):
     def get_conn(self) -> KitOpsClient:
         return self.get_client()
 
-    def get_client(self) -> KitOpsClient:
-        """A fresh KitOpsClient (one per task: it caches registry sessions, not global state)."""
-        return self.settings.client(kitops_home=self.kitops_home, progress=None)
+    def get_client(self, **task_fields: object) -> KitOpsClient:
+        """A fresh KitOpsClient (one per task: it caches registry sessions, not global state).
+
+        ``kitops_home`` (the hook's, else the connection's) is a template filled with ``task_fields``
+        (see ``kitops_flows.worker_store``): ``/scratch/kitops/{task_id}``, or ``ephemeral``.
+        """
+        home = render_kitops_home(self.kitops_home or self.settings.kitops_home, **task_fields)
+        return self.settings.client(kitops_home=home, progress=None)
 
     def qualify(self, reference: str | None) -> str:
         """See ``RegistrySettings.qualify``."""
@@ -206,6 +217,16 @@ class KitOpsHook(BaseHook):
         return ui_field_behaviour()
 
 
+def _connection_exists(conn_id: str) -> bool:
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
 def mask_credentials(settings: RegistrySettings) -> None:
     """Register the password (and its basic-auth form) with Airflow's secrets masker: *** in every log."""
     if settings.credentials is None or not settings.credentials.secret_values():
@@ -234,4 +255,6 @@ class KitOpsHookMixin:
 
     @cached_property
     def client(self) -> KitOpsClient:
-        return self.hook.get_client()
+        from .stores import task_fields
+
+        return self.hook.get_client(**task_fields(self))

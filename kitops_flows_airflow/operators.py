@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from kitops_flows.api import ModelKitDescriptor
+from kitops_flows.indexes import select_variant
 from kitops_flows.kitfile_args import KitfileArguments
 from kitops_flows.lineage import RunContext, promote
 from kitops_flows.reference import parse_reference
@@ -89,7 +90,8 @@ class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
     """Shared plumbing: the hook/client, run context, lineage and asset events.
 
     :param kitops_conn_id: a ``kitops`` (or ``docker``) connection; ``None`` for no connection.
-    :param kitops_home: local ModelKit store for this task (overrides the connection's).
+    :param kitops_home: local ModelKit store for this task (overrides the connection's); a template such as
+        ``/scratch/kitops/{task_id}``, or ``ephemeral`` for a throwaway store (see ``stores.py``).
     """
 
     template_fields: Sequence[str] = ("kitops_conn_id", "kitops_home")
@@ -97,6 +99,9 @@ class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
 
     def __init__(self, *, kitops_conn_id: str | None = KitOpsHook.default_conn_name,
                  kitops_home: str | None = None, **kwargs: Any) -> None:
+        # each key of the returned dict is also its own XCom, so pack.output["pinned"] resolves under a
+        # real scheduler (XComArg["key"] reads the XCom named "key", not a key of return_value)
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.kitops_conn_id = kitops_conn_id
         self.kitops_home = kitops_home
@@ -268,17 +273,20 @@ class KitPullOperator(KitOpsBaseOperator):
 
     Prefer ``KitUnpackOperator`` with filters when a task needs only some layers.
 
+    :param labels: ``reference`` names a ModelKit index: pull the variant with these labels
+        (e.g. ``{"device": "cuda"}``), tagged locally with the index's tag.
     :return: ``ModelKitDescriptor.to_dict()``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "labels")
 
-    def __init__(self, *, reference: str, **kwargs: Any) -> None:
+    def __init__(self, *, reference: str, labels: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
+        self.labels = labels
 
     def execute(self, context: Context) -> dict[str, Any]:
-        descriptor = self.client.pull(self.hook.qualify(self.reference))
+        descriptor = self.client.pull(self.hook.qualify(self.reference), labels=self.labels or None)
         self._lineage_input(descriptor_uri(descriptor))
         return descriptor.to_dict()
 
@@ -293,16 +301,18 @@ class KitUnpackOperator(KitOpsBaseOperator):
         none means everything.
     :param existing: ``error`` (default), ``overwrite`` or ``ignore`` for files already in ``dest``.
     :param asset: the asset whose triggering event names the ModelKit (with ``reference=None``).
+    :param labels: ``reference`` names a ModelKit index: unpack the variant with these labels.
     :return: ``{"reference", "pinned", "digest", "dest", "paths", "layers"}``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference", "labels")
 
     def __init__(self, *, dest: str, reference: str | None = None, filters: Sequence[str] | str | None = None,
                  existing: str = "error", write_kitfile: bool = False, asset: Asset | None = None,
-                 **kwargs: Any) -> None:
+                 labels: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
+        self.labels = labels
         self.dest = dest
         self.filters = [filters] if isinstance(filters, str) else list(filters or [])
         self.existing = existing
@@ -315,6 +325,8 @@ class KitUnpackOperator(KitOpsBaseOperator):
         else:
             reference = pinned_from_events(context["triggering_asset_events"], self.asset)
             self.log.info("Unpacking %s, from the asset event that triggered this run", reference)
+        if self.labels:
+            reference = select_variant(self.client, reference, self.labels)
         descriptor = self.client.resolve(reference)  # pin a tag to its digest once, before fetching
         result = self.client.unpack(descriptor.pinned, self.dest, filters=self.filters or None,
                                     existing=self.existing, write_kitfile=self.write_kitfile)

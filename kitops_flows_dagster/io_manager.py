@@ -100,7 +100,7 @@ class ModelKitIOManager(ConfigurableIOManager):
             raise KitopsError(f"ModelKitIOManager stores asset outputs; op output {context.name!r} has no asset key")
         key = context.asset_key
         what = f"asset {key.to_user_string()}"
-        client = self.kitops.get_client()
+        client = self.kitops.get_client(**_step_fields(context))
         if isinstance(obj, ModelKitDescriptor):
             desc = obj  # packed (and pushed) by the asset itself: record it
         else:
@@ -170,7 +170,7 @@ class ModelKitIOManager(ConfigurableIOManager):
         opts = _options(context.definition_metadata, INPUT_KEYS, what)
         if "digest" in opts and "tag" in opts:
             raise KitopsError(f"{what}: metadata 'kitops' pins by 'digest' or by 'tag', not both")
-        client = self.kitops.get_client()
+        client = self.kitops.get_client(**_step_fields(context))
         if "digest" in opts or "tag" in opts or not context.has_asset_partitions:
             value, desc = self._load_one(context, client, opts, "", what)
             self._record_loaded(context, opts, [desc])
@@ -290,6 +290,14 @@ def _loaded_parents(context: OutputContext) -> list[str]:
         if isinstance(pinned, str) and pinned not in parents:
             parents.append(pinned)
     return parents
+
+def _step_fields(context: InputContext | OutputContext) -> dict[str, object]:
+    """``step_key`` and ``run_id`` of the running step, for the resource's ``kitops_home`` template."""
+    try:
+        step = context.step_context
+    except DagsterInvariantViolationError:  # built outside a run (build_*_context)
+        return {}
+    return {"step_key": step.step.key, "run_id": step.run_id}
 
 def _code_version(context: OutputContext) -> str:
     try:

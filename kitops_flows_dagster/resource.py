@@ -24,11 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from kitops_flows.api import KitOpsClient, ModelKitDescriptor, RegistryCredentials, UnpackResult
+from kitops_flows.aws import S3ClientFactory
 from kitops_flows.errors import KitopsError
 from kitops_flows.lineage import StageEvent, promote
+from kitops_flows.worker_store import render_kitops_home
 
 from .naming import join_reference, repository_for
 
@@ -41,13 +44,28 @@ class KitRegistryResource(ConfigurableResource):
     password: str | None = Field(default=None, description="Registry password or token; use dg.EnvVar(...).")
     plain_http: bool = Field(default=False, description="Talk HTTP, not HTTPS (local test registries).")
     tls_verify: bool = Field(default=True, description="Verify the registry's TLS certificate.")
-    kitops_home: str | None = Field(default=None, description="Local store root; None = $KITOPS_HOME or kit's default.")
+    kitops_home: str | None = Field(
+        default=None,
+        description="Local store root; None = $KITOPS_HOME or kit's default. A template for a store per step "
+        "on separate workers: /scratch/kitops/{step_key} (filled by the IO manager and checks), "
+        "{tmp}/kitops/{run_id}-{pid}; or 'ephemeral' for a throwaway store per process.",
+    )
     repository_prefix: str = Field(default="", description="Prepended to repositories derived from asset keys.")
     immutable_tags: bool = Field(default=False, description="Refuse to move an existing tag to another digest.")
     concurrency: int = Field(default=4, description="Parallel blob transfers.")
+    s3: S3Resource | None = Field(
+        default=None,
+        description="dagster-aws S3Resource whose credentials/endpoint read and write s3:// data; None = boto3's "
+        "default chain.",
+    )
 
-    def get_client(self) -> KitOpsClient:
-        """A new client for this registry; cheap, and holds no state shared between runs."""
+    def get_client(self, **step_fields: object) -> KitOpsClient:
+        """A new client for this registry; cheap, and holds no state shared between runs.
+
+        ``kitops_home`` is a template (``kitops_flows.worker_store``) filled with ``step_fields``: the IO
+        manager passes ``step_key`` and ``run_id``; inside an asset or check body they are read from the
+        running step. Sensors have no step: use only ``{pid}``/``{host}``/``{tmp}`` there.
+        """
         if (self.username is None) != (self.password is None):
             raise KitopsError(
                 "KitRegistryResource: set both username and password (or neither, to use KITOPS_REGISTRY_* env "
@@ -56,11 +74,18 @@ class KitRegistryResource(ConfigurableResource):
         credentials = None
         if self.username is not None and self.password is not None and self.registry:
             credentials = {self.registry: RegistryCredentials(self.username, self.password)}
+        fields = {**_current_step_fields(), **step_fields} if self.kitops_home else {}
         return KitOpsClient.from_home(
-            Path(self.kitops_home).expanduser() if self.kitops_home else None, plain_http=self.plain_http,
+            render_kitops_home(self.kitops_home, **fields), plain_http=self.plain_http,
             tls_verify=self.tls_verify, credentials=credentials, concurrency=self.concurrency,
-            immutable_tags=self.immutable_tags,
+            immutable_tags=self.immutable_tags, s3_session=self._s3_factory(),
         )
+
+    def _s3_factory(self) -> S3ClientFactory | None:
+        s3 = self.s3
+        if s3 is None:
+            return None
+        return S3ClientFactory(lambda _config: s3.get_client(), "KitRegistryResource.s3 (S3Resource)")
 
     # -- naming --------------------------------------------------------------------------------------
     def repository_for(self, asset_key_path: Sequence[str]) -> str:
@@ -86,13 +111,15 @@ class KitRegistryResource(ConfigurableResource):
     def push(self, source: str, destination: str | None = None) -> ModelKitDescriptor:
         return self.get_client().push(source, destination)
 
-    def pull(self, reference: str) -> ModelKitDescriptor:
-        return self.get_client().pull(reference)
+    def pull(self, reference: str, *, labels: dict[str, str] | None = None) -> ModelKitDescriptor:
+        """``KitOpsClient.pull``; ``labels`` pick one variant of the ModelKit index ``reference`` names."""
+        return self.get_client().pull(reference, labels=labels)
 
     def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
-                   existing: str = "error") -> UnpackResult:
-        """Fetch (through the local blob cache) and extract only the layers ``filters`` select."""
-        return self.get_client().pull_layer(reference, filters, dest, existing=existing)
+                   existing: str = "error", labels: dict[str, str] | None = None) -> UnpackResult:
+        """Fetch (through the local blob cache) and extract only the layers ``filters`` select; ``labels`` pick one
+        variant of the ModelKit index ``reference`` names."""
+        return self.get_client().pull_layer(reference, filters, dest, existing=existing, labels=labels)
 
     def resolve(self, reference: str) -> ModelKitDescriptor:
         return self.get_client().resolve(reference)
@@ -100,5 +127,21 @@ class KitRegistryResource(ConfigurableResource):
     def promote(self, reference: str, stage: str) -> StageEvent:
         """Move ``stage`` (staging, production, retired) to the ModelKit and record the move."""
         return promote(self.get_client(), reference, stage)
+
+def _current_step_fields() -> dict[str, object]:
+    """``step_key``/``run_id`` of the asset or check body running in this thread (Dagster's context var)."""
+    try:
+        from dagster._core.execution.context.compute import current_execution_context
+    except ImportError:  # pragma: no cover - a Dagster without it: the IO manager still passes the fields
+        return {}
+    ctx = current_execution_context.get()
+    if ctx is None:
+        return {}
+    op_ctx = getattr(ctx, "op_execution_context", ctx)
+    try:
+        return {"step_key": op_ctx.get_step_execution_context().step.key, "run_id": op_ctx.run_id}
+    except Exception:  # noqa: BLE001 - outside a step (direct invocation): no step fields
+        return {}
+
 
 __all__ = ["KitRegistryResource"]

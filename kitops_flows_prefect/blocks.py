@@ -16,14 +16,18 @@ Register the block type with the server: ``prefect block register -m kitops_flow
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 from urllib.parse import urlsplit
 
 from prefect.blocks.abstract import CredentialsBlock
+from prefect_aws import AwsCredentials
 from pydantic import Field, SecretStr, model_validator
 
 from kitops_flows.api import KitOpsClient, ProgressCallback, RegistryCredentials
+from kitops_flows.aws import S3ClientFactory, merged_config
 from kitops_flows.errors import KitopsError
+from kitops_flows.worker_store import render_kitops_home
 
 
 class KitOpsRegistry(CredentialsBlock):
@@ -57,7 +61,15 @@ class KitOpsRegistry(CredentialsBlock):
     )
     kitops_home: str | None = Field(
         default=None,
-        description="Local ModelKit store (KITOPS_HOME); empty: $KITOPS_HOME or kit's default.",
+        description="Local ModelKit store (KITOPS_HOME); empty: $KITOPS_HOME or kit's default. A template per "
+        "task run on separate workers: /scratch/kitops/{task_name}, {tmp}/kitops/{pid}; or 'ephemeral' for a "
+        "throwaway store per task.",
+    )
+
+    aws_credentials: AwsCredentials | None = Field(
+        default=None,
+        description="prefect-aws AwsCredentials used for s3:// sources and sinks (keys, profile, region, endpoint "
+        "URL in its client parameters); empty: boto3's default credential chain.",
     )
 
     @model_validator(mode="before")
@@ -85,20 +97,25 @@ class KitOpsRegistry(CredentialsBlock):
             return None
         return RegistryCredentials(self.username, self.password.get_secret_value() if self.password else "")
 
-    def get_client(self, progress: ProgressCallback | None = None) -> KitOpsClient:  # type: ignore[override]
+    def get_client(self, progress: ProgressCallback | None = None, *,  # type: ignore[override]
+                   cleanup: ExitStack | None = None, **task_fields: object) -> KitOpsClient:
         """A fresh ``KitOpsClient``: the block's credentials apply to its registry only, in memory only.
+
+        ``kitops_home`` is a template filled with ``task_fields`` (``stores.task_fields()`` inside a task);
+        an ``ephemeral`` store is removed when ``cleanup`` closes.
 
         >>> KitOpsRegistry(registry="127.0.0.1:5000", plain_http=True).get_client().plain_http
         True
         """
         creds = self.credentials()
         return KitOpsClient.from_home(
-            self.kitops_home,
+            render_kitops_home(self.kitops_home, cleanup=cleanup, **task_fields),
             plain_http=self.plain_http,
             tls_verify=self.tls_verify,
             credentials={self.registry: creds} if self.registry and creds else None,
             immutable_tags=self.immutable_tags,
             progress=progress,
+            s3_session=s3_client_factory(self.aws_credentials),
         )
 
     def qualify(self, reference: str | None) -> str:
@@ -127,6 +144,20 @@ class KitOpsRegistry(CredentialsBlock):
         return RegistryCredentials(self.username or "", password).secret_values()
 
 
+def s3_client_factory(credentials: AwsCredentials | None,
+                      source: str = "the KitOpsRegistry block's aws_credentials") -> S3ClientFactory | None:
+    """S3 clients from an ``AwsCredentials`` block, with its client parameters (endpoint URL, TLS, config)."""
+    if credentials is None:
+        return None
+
+    def make(config: Any) -> Any:
+        params = credentials.aws_client_parameters.get_params_override()
+        params["config"] = merged_config(config, params.get("config"))
+        return credentials.get_boto3_session().client("s3", **params)
+
+    return S3ClientFactory(make, source)
+
+
 def resolve_registry(registry: KitOpsRegistry | str | None) -> KitOpsRegistry | None:
     """A block, the name of a saved block (loaded from the Prefect API), or None."""
     if registry is None or isinstance(registry, KitOpsRegistry):
@@ -141,4 +172,4 @@ def resolve_registry(registry: KitOpsRegistry | str | None) -> KitOpsRegistry | 
     )
 
 
-__all__ = ["KitOpsRegistry", "resolve_registry"]
+__all__ = ["KitOpsRegistry", "resolve_registry", "s3_client_factory"]

@@ -37,8 +37,9 @@ from prefect.context import TaskRunContext
 import kitops_flows
 from kitops_flows.api import source_fingerprints
 from kitops_flows.digests import file_digest
+from kitops_flows.worker_store import EPHEMERAL
 
-from .blocks import KitOpsRegistry, resolve_registry
+from .blocks import KitOpsRegistry, resolve_registry, s3_client_factory
 
 LOG = logging.getLogger(__name__)
 
@@ -102,6 +103,15 @@ def _registry_identity(registry: Any) -> Any:
     return registry  # None
 
 
+def _s3_session(registry: Any) -> Any:
+    """The block's AwsCredentials as an S3 client factory (None: boto3's default chain)."""
+    try:
+        block = resolve_registry(registry)
+    except Exception:  # noqa: BLE001 - the task reports an unloadable block itself
+        return None
+    return s3_client_factory(block.aws_credentials) if block is not None else None
+
+
 def _plain(value: Any) -> Any:
     """JSON-able form of an argument (paths and sequences normalised; unknown objects by repr)."""
     if value is None or isinstance(value, (str, int, float, bool)):
@@ -137,12 +147,14 @@ def modelkit_inputs_key(inputs: Mapping[str, Any]) -> str | None:
         path = path if path.is_absolute() else context / path
         doc["kitfile"] = file_digest(path)[0] if path.is_file() else str(kitfile)
     if inputs.get("sources"):
-        doc["sources"] = s3_sources_digest(inputs["sources"])
+        doc["sources"] = s3_sources_digest(inputs["sources"], session=_s3_session(inputs.get("registry")))
     for name in ("reference", "annotations", "compression", "layer_format", "parents", "push", "record_lineage"):
         doc[name] = _plain(inputs.get(name))
     if not inputs.get("push"):
         registry = inputs.get("registry")
         home = registry.kitops_home if isinstance(registry, KitOpsRegistry) else None
+        if home and ("{" in home or home.strip() == EPHEMERAL):
+            return None  # a store per task run: an earlier run's unpushed ModelKit is not in this one's store
         doc["store"] = str(home or os.environ.get("KITOPS_HOME", "")) or "default"
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 

@@ -58,6 +58,7 @@ from .caching import MODELKIT_INPUTS
 from .events import emit_promoted, emit_pushed
 from .logs import redact, task_run_logs
 from .runinfo import prefect_run_context
+from .stores import task_fields
 
 LOG = logging.getLogger(__name__)
 
@@ -116,10 +117,12 @@ def _session(registry: KitOpsRegistry | str | None, progress_artifact: bool | No
     """Resolve the block, build the client and route the core's logs to this task run."""
     block = resolve_registry(registry)
     progress = TransferProgress(progress_key, enabled=progress_artifact)
-    client = block.get_client(progress=progress) if block is not None else KitOpsClient(progress=progress)
-    with task_run_logs(progress.threads, block.secret_values() if block is not None else ()):
-        yield _Session(block, client, progress)
-        progress.finish()
+    with contextlib.ExitStack() as cleanup:  # an ephemeral store lives as long as the task's session
+        client = (block.get_client(progress=progress, cleanup=cleanup, **task_fields()) if block is not None
+                  else KitOpsClient(progress=progress))
+        with task_run_logs(progress.threads, block.secret_values() if block is not None else ()):
+            yield _Session(block, client, progress)
+            progress.finish()
 
 
 @overload
@@ -260,8 +263,12 @@ def pull_modelkit_layer(
     registry: KitOpsRegistry | str | None = None,
     existing: str = "overwrite",
     progress_artifact: bool | None = None,
+    labels: dict[str, str] | None = None,
 ) -> UnpackResult:
     """Fetch and extract only the layers ``layers`` selects (kit filter syntax) into ``dest``.
+
+    ``labels``: ``modelkit`` names a ModelKit index; take the variant carrying these labels
+    (``{"device": "cuda"}``), as ``kit unpack -l`` does.
 
     ``layers``: ``"model"``, ``"datasets:train"``, ``"code:src/"``, ``"model,docs"``… Other layers
     are not downloaded. Every blob is verified before anything lands in ``dest``, and blobs already
@@ -275,7 +282,7 @@ def pull_modelkit_layer(
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
     ref = _qualify(block, raw)
     with _session(block, progress_artifact, _progress_key(ref)) as s:
-        return s.client.pull_layer(ref, layers, dest, existing=existing)
+        return s.client.pull_layer(ref, layers, dest, existing=existing, labels=labels)
 
 
 @task(name="promote-modelkit", **_RETRY_OPTIONS)

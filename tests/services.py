@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -189,6 +189,22 @@ class AccessLogEntry:
     user: str
 
 
+@dataclass(frozen=True)
+class S3Storage:
+    """Where a RegistryServer keeps blobs instead of its data dir: a bucket of an S3 server (moto on loopback).
+
+    With ``redirect`` (distribution's default for S3) a blob GET or HEAD answers 307 to a presigned URL of
+    ``endpoint_url``, so clients fetch the bytes from S3 itself, as with ECR, GAR or Harbor on S3.
+    """
+
+    endpoint_url: str
+    bucket: str
+    access_key: str = "testing"
+    secret_key: str = "testing"
+    region: str = "us-east-1"
+    redirect: bool = True
+
+
 _ACCESS_LINE = re.compile(r'^\S+ \S+ (?P<user>\S+) \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" '
                           r'(?P<status>\d{3}) (?P<size>\d+|-)')
 
@@ -207,7 +223,7 @@ class RegistryServer(_Service):
     """
 
     def __init__(self, work_dir: Path, username: str | None = None, password: str | None = None,
-                 binary: Path = REGISTRY_BINARY) -> None:
+                 binary: Path = REGISTRY_BINARY, s3: S3Storage | None = None) -> None:
         if (username is None) != (password is None):
             raise ValueError("RegistryServer: give both username and password, or neither")
         self.work_dir = Path(work_dir)
@@ -218,6 +234,7 @@ class RegistryServer(_Service):
         self.username = username
         self.password = password
         self.binary = binary
+        self.s3 = s3
         self.port: int | None = None
         self._process: ManagedProcess | None = None
 
@@ -259,8 +276,11 @@ class RegistryServer(_Service):
             if not restart:
                 self.port = free_port()
             self.config_path.write_text(self._config())
+            # the AWS SDK in the registry refuses a custom CA bundle with its own transport (it panics at start),
+            # and nothing of the caller's AWS setup belongs in a test registry
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
             self._process = ManagedProcess("docker-registry", [str(self.binary), "serve", str(self.config_path)],
-                                           self.log_path)
+                                           self.log_path, env=env)
             self._process.start()
             want = 401 if self.username else 200  # an auth registry answers /v2/ with a Basic challenge
             try:
@@ -329,7 +349,10 @@ class RegistryServer(_Service):
             "version: 0.1",
             "log: {level: warn, formatter: text, accesslog: {disabled: false}}",
             "storage:",
-            f"  filesystem: {{rootdirectory: {q(self.data_dir)}}}",
+            f"  filesystem: {{rootdirectory: {q(self.data_dir)}}}" if self.s3 is None else
+            f"  s3: {{accesskey: {self.s3.access_key}, secretkey: {self.s3.secret_key}, region: {self.s3.region}, "
+            f"regionendpoint: \"{self.s3.endpoint_url}\", bucket: {self.s3.bucket}, secure: false, v4auth: true}}\n"
+            f"  redirect: {{disable: {'false' if self.s3.redirect else 'true'}}}",
             "  delete: {enabled: true}",
             "  maintenance: {uploadpurging: {enabled: false}}",
             f"http: {{addr: \"{LOOPBACK}:{self.port}\", secret: kitops-flows-tests-only}}",
@@ -424,13 +447,15 @@ class MotoS3Server(_Service):
 
 @dataclass
 class ProxiedRequest:
-    """One request seen by a CountingProxy; ``body_bytes`` is the response body bytes sent to the client."""
+    """One request seen by a CountingProxy; ``body_bytes`` is the response body bytes sent to the client,
+    ``headers`` the request headers as received (names lowercased)."""
 
     method: str
     path: str
     status: int = 0
     body_bytes: int = 0
     fault: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -446,6 +471,7 @@ class Fault:
     path_contains: str = ""
     method: str = ""
     retry_after: str = ""
+    after: int = 0  # let this many matching requests through first
 
     def matches(self, method: str, path: str) -> bool:
         return (not self.method or self.method == method) and self.path_contains in path
@@ -466,6 +492,8 @@ class CountingProxy(_Service):
         proxy.fail_fraction(0.3, status=429, seed=1)                 # ~30 % of requests answer 429
         proxy.drop_next(1)                                           # close the connection without answering
         proxy.truncate_next(1, after_bytes=100, path_contains="/blobs/")
+        proxy.fail_next(1, status=404, path_contains="/blobs/", after=3)  # the 4th blob request fails
+        proxy.ignore_range = True                                    # drop Range headers: servers send all
         proxy.bytes_for("/blobs/sha256:ab...", method="GET")        # response bytes sent for matching paths
         proxy.stop()
 
@@ -481,6 +509,7 @@ class CountingProxy(_Service):
         self.requests: list[ProxiedRequest] = []
         self._faults: list[Fault] = []
         self._random = random.Random(0)
+        self.ignore_range = False
         self._lock = threading.Lock()
         self._server: _ProxyServer | None = None
         self._thread: threading.Thread | None = None
@@ -515,10 +544,11 @@ class CountingProxy(_Service):
 
     # fault planning
     def fail_next(self, count: int, status: int = 503, *, path_contains: str = "", method: str = "",
-                  retry_after: str = "") -> None:
-        """Answer the next ``count`` matching requests with ``status`` (e.g. 500, 503, 429) instead of forwarding."""
+                  retry_after: str = "", after: int = 0) -> None:
+        """Answer the next ``count`` matching requests with ``status`` (e.g. 500, 503, 429) instead of forwarding
+        (after letting ``after`` matching requests through)."""
         self._add(Fault("status", count=count, status=status, path_contains=path_contains, method=method,
-                        retry_after=retry_after))
+                        retry_after=retry_after, after=after))
 
     def fail_fraction(self, fraction: float, status: int = 503, *, seed: int = 0, path_contains: str = "",
                       method: str = "") -> None:
@@ -564,12 +594,15 @@ class CountingProxy(_Service):
         with self._lock:
             self._faults.append(fault)
 
-    def _begin(self, method: str, path: str) -> tuple[ProxiedRequest, Fault | None]:
+    def _begin(self, method: str, path: str, headers: dict[str, str]) -> tuple[ProxiedRequest, Fault | None]:
         with self._lock:
-            record = ProxiedRequest(method, path)
+            record = ProxiedRequest(method, path, headers=headers)
             self.requests.append(record)
             for fault in self._faults:
                 if not fault.matches(method, path):
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
                     continue
                 if fault.count > 0:
                     fault.count -= 1
@@ -659,7 +692,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         proxy = self.server.proxy
-        record, fault = proxy._begin(self.command, self.path)
+        record, fault = proxy._begin(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             with contextlib.suppress(OSError):
@@ -690,7 +723,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             try:
                 upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for name, value in self.headers.items():
-                    if name.lower() not in _HOP_BY_HOP:
+                    if name.lower() not in _HOP_BY_HOP and not (self.server.proxy.ignore_range and
+                                                                name.lower() == "range"):
                         upstream.putheader(name, value)
                 chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
                 if chunked:
@@ -757,4 +791,4 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 __all__ = ["AccessLogEntry", "CountingProxy", "Fault", "ManagedProcess", "MotoS3Server", "ProxiedRequest",
-           "RegistryServer", "ServiceError", "free_port", "http_status", "log_tail"]
+           "RegistryServer", "S3Storage", "ServiceError", "free_port", "http_status", "log_tail"]

@@ -435,8 +435,9 @@ def test_sensor_requests_a_run_for_versions_pushed_outside_dagster(registry, kit
     defs = dg.Definitions(assets=[consume], jobs=[job], sensors=[sensor], resources={"kitops": kitops})
 
     def tick(cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:
-        context = dg.build_sensor_context(cursor=cursor, resources={"kitops": kitops}, definitions=defs)
-        data = sensor.evaluate_tick(context)
+        # a context manager: KitRegistryResource nests the optional S3Resource, so Dagster sets it up as one
+        with dg.build_sensor_context(cursor=cursor, resources={"kitops": kitops}, definitions=defs) as context:
+            data = sensor.evaluate_tick(context)
         return list(data.run_requests or []), data.cursor
 
     requests, cursor = tick(None)

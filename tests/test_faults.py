@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import signal
@@ -248,7 +249,14 @@ def test_sigkill_mid_pull_keeps_the_store_valid_and_the_rerun_resumes(
     proc = _spawn(home, "pull", ref, "--plain-http")
 
     def partial_download() -> bool:
-        return any(p.suffix != ".lock" and p.stat().st_size >= 8 * MiB for p in _files(store.ingest_dir))
+        """Some bytes are safely down: a ranged download lists a finished part, a one-stream one has 8 MiB."""
+        for p in _files(store.ingest_dir):
+            with contextlib.suppress(OSError, ValueError):
+                if p.suffix == ".parts" and json.loads(p.read_text())["done"]:
+                    return True
+                if p.suffix == "" and not p.with_suffix(".parts").exists() and p.stat().st_size >= 8 * MiB:
+                    return True
+        return False
 
     _kill_when(proc, partial_download, "a partial download in the store's ingest dir")
     leftovers = [p for p in _files(store.ingest_dir) if p.suffix != ".lock"]
@@ -323,20 +331,23 @@ def test_gc_sweeps_stale_ingest_leftovers_but_keeps_fresh_and_locked_ones(tmp_pa
     stale_pack = store.ingest_dir / "ingest-k1ll3d"          # a pack killed mid-layer
     stale_pull = store.ingest_dir / ("a" * 64)                # a pull killed mid-download ...
     stale_lock = store.ingest_dir / ("a" * 64 + ".lock")      # ... and its download lock
+    stale_parts = store.ingest_dir / ("a" * 64 + ".parts")    # ... and its ranged download's part list
     fresh_pull = store.ingest_dir / ("b" * 64)                # a recent partial: resumable, kept
     busy_pull = store.ingest_dir / ("c" * 64)                 # an old partial another process is resuming
-    for path in (stale_pack, stale_pull, stale_lock, fresh_pull, busy_pull, busy_pull.with_suffix(".lock")):
+    busy_parts = store.ingest_dir / ("c" * 64 + ".parts")     # (its part list is guarded by the same lock)
+    for path in (stale_pack, stale_pull, stale_lock, stale_parts, fresh_pull, busy_pull, busy_parts,
+                 busy_pull.with_suffix(".lock")):
         path.write_bytes(b"x" * 100)
     long_ago = time.time() - 2 * 24 * 3600
-    for path in (stale_pack, stale_pull, stale_lock, busy_pull, busy_pull.with_suffix(".lock")):
+    for path in (stale_pack, stale_pull, stale_lock, stale_parts, busy_pull, busy_parts, busy_pull.with_suffix(".lock")):
         os.utime(path, (long_ago, long_ago))
     with open(busy_pull.with_suffix(".lock"), "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # what LocalStore.download_lock holds during a download
         done = _cli(tmp_path / "home", "gc")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in _files(store.ingest_dir)) == sorted([fresh_pull.name, busy_pull.name,
-                                                                      busy_pull.name + ".lock"])
-    assert "and 3 leftover file(s)" in done.stdout  # (the layout blob put_bytes made is unreferenced)
+                                                                      busy_parts.name, busy_pull.name + ".lock"])
+    assert "and 4 leftover file(s)" in done.stdout  # (the layout blob put_bytes made is unreferenced)
 
 
 # -- 3. disk full -------------------------------------------------------------------------------------------

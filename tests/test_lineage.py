@@ -105,13 +105,15 @@ def test_annotations_hold_only_build_stable_values() -> None:
         ANNOTATION_SOURCE: "https://git.example.com/acme/churn.git",
         ANNOTATION_REVISION: "a" * 40,
         ANNOTATION_PARENTS: "127.0.0.1:5000/team/data@sha256:" + HEX,
-        ANNOTATION_RUN_ID: "run-42",
     }
     blob = json.dumps(ann)
+    # nothing run-specific: the same content from another run must keep its digest
+    assert ANNOTATION_RUN_ID not in ann and "run-42" not in blob
     assert "alice" not in blob and "node-7" not in blob and "2026" not in blob
     # the full document carries them instead
     st = prov.statement(NodeRef("127.0.0.1:5000", "team/model", "sha256:" + "f" * 64))
     assert st["predicate"]["buildDefinition"]["internalParameters"] == {"user": "alice", "host": "node-7"}
+    assert st["predicate"]["buildDefinition"]["externalParameters"]["run"]["runId"] == "run-42"
     assert st["predicate"]["runDetails"]["builder"]["id"].endswith("/prefect")
 
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import KitopsError, NotFoundError
 from ..manifest import ANNOTATION_CREATED, Manifest
-from ..reference import parse_reference
-from .model import ANNOTATION_PARENTS, STAGE_LOG_TAG, NodeRef, resolve_manifest, short_digest
-from .records import child_edges, statements_of
+from ..reference import is_internal_tag, parse_reference
+from .model import ANNOTATION_PARENTS, NodeRef, resolve_manifest, short_digest
+from .records import child_edges, run_summaries, statements_of
 from .referrers import RecordReader
 
 if TYPE_CHECKING:
@@ -34,7 +34,8 @@ DIRECTIONS = ("up", "down", "both")
 class LineageNode:
     """One node of a lineage graph. ``kind``: ``modelkit``, ``s3`` (an object version) or ``code`` (a commit).
 
-    ``missing`` marks a ModelKit named by a record but not found where it was said to be.
+    ``missing`` marks a ModelKit named by a record but not found where it was said to be. ``runs``: every
+    run that produced this digest (one provenance record each; newest first), see ``records.run_summaries``.
     """
 
     id: str
@@ -48,6 +49,7 @@ class LineageNode:
     version: str = ""
     uri: str = ""
     missing: bool = False
+    runs: tuple[dict[str, Any], ...] = ()
 
     @property
     def short_digest(self) -> str:
@@ -56,6 +58,7 @@ class LineageNode:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tags"] = list(self.tags)
+        d["runs"] = [dict(r) for r in self.runs]
         d["shortDigest"] = self.short_digest
         return {k: v for k, v in d.items() if v not in ("", [], False) or k in ("id", "kind", "label")}
 
@@ -138,7 +141,7 @@ class _Walker:
                 except NotFoundError:
                     tags = []
                 for tag in tags:
-                    if tag == STAGE_LOG_TAG or tag.startswith("sha256-"):
+                    if is_internal_tag(tag):
                         continue  # our own bookkeeping tags
                     digest = rc.manifest_digest(node.repository, tag)
                     if digest and tag not in by_digest.setdefault(digest, []):
@@ -167,7 +170,7 @@ class _Walker:
         lnode = LineageNode(
             id=node.digest, kind="modelkit", label=node.repo_path, digest=node.digest, repo_path=node.repo_path,
             tags=self.tags(node), created=manifest.annotations.get(ANNOTATION_CREATED, ""), name=name,
-            version=version,
+            version=version, runs=tuple(run_summaries(statements_of(self.reader, node))),
         )
         self.graph.nodes[node.digest] = lnode
         return lnode, manifest

@@ -52,6 +52,7 @@ ANNOTATION_REPOSITORY = "ml.kitops-flows.repository"
 ANNOTATION_PREVIOUS = "ml.kitops-flows.previous"
 ANNOTATION_PREVIOUS_EVENT = "ml.kitops-flows.previous-event"
 ANNOTATION_USER = "ml.kitops-flows.user"
+ANNOTATION_SIGNED_BY = "ml.kitops-flows.signed-by"
 
 STAGES = ("staging", "production", "retired")
 #: The tag holding the newest stage event of a repository (the head of its hash-chained log).

@@ -30,7 +30,6 @@ from ..errors import KitopsError, NotFoundError
 from .model import (
     ANNOTATION_PARENTS,
     ANNOTATION_REVISION,
-    ANNOTATION_RUN_ID,
     ANNOTATION_SOURCE,
     BUILD_TYPE,
     BUILDER_ID,
@@ -148,6 +147,7 @@ class Provenance:
     local_files: list[LocalFile] = field(default_factory=list)
     kitfile_name: str = ""
     kitfile_version: str = ""
+    inputs_fingerprint: str = ""  # fingerprint.InputsFingerprint.digest, when the caller took one
 
     def annotations(self) -> dict[str, str]:
         """The few manifest annotations. Only build-stable values: they are part of the manifest digest."""
@@ -159,8 +159,8 @@ class Provenance:
         if self.parents:
             pinned = sorted({p.node.pinned for p in self.parents})
             ann[ANNOTATION_PARENTS] = ",".join(pinned)
-        if self.run is not None and self.run.run_id:
-            ann[ANNOTATION_RUN_ID] = self.run.run_id
+        # never the run id, time or user: the same content from another run must give the same digest;
+        # run identity lives in the provenance record (``statement``), one per run that produced the digest
         return ann
 
     def add_local_files(self, desc: ModelKitDescriptor) -> None:
@@ -193,6 +193,8 @@ class Provenance:
         external: dict[str, Any] = {"kitfile": {"name": self.kitfile_name, "version": self.kitfile_version}}
         if self.run is not None:
             external["run"] = self.run.to_dict()
+        if self.inputs_fingerprint:
+            external["inputsFingerprint"] = self.inputs_fingerprint
         metadata: dict[str, Any] = {"startedOn": self.started_on, "finishedOn": finished_on or utc_now()}
         if self.run is not None and (self.run.url or self.run.run_id):
             metadata["invocationId"] = self.run.url or self.run.run_id

@@ -76,7 +76,9 @@ def record_local(client: KitOpsClient, desc: ModelKitDescriptor, provenance: Pro
     provenance.add_local_files(desc)
     node = NodeRef(desc.registry, desc.repository, desc.digest)
     created = desc.created or utc_now()
-    body, data, rdesc = _provenance_referrer(provenance.statement(node), subject, created)
+    finished = utc_now()
+    # the record is dated by its run, not by the ModelKit: every run producing this digest adds one
+    body, data, rdesc = _provenance_referrer(provenance.statement(node, finished), subject, finished)
     local.put(data, desc.digest, rdesc, blobs=[body])
     for parent in provenance.parents:
         edge, edesc = child_edge_referrer(
@@ -106,6 +108,23 @@ def statements_of(reader: RecordReader, node: NodeRef) -> list[dict[str, Any]]:
     """Every verified provenance statement of a ModelKit, newest first."""
     descs = sorted(reader.referrers(node, ARTIFACT_PROVENANCE), key=created_of, reverse=True)
     return [_statement_from(reader, node, d) for d in descs]
+
+
+def run_summaries(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One small dict per provenance statement: the run (orchestrator, runId, attempt…), when and who.
+
+    The same content built by several runs keeps one digest; each run adds a statement, so this lists them all.
+    """
+    out = []
+    for st in statements:
+        pred = st.get("predicate", {})
+        build, meta = pred.get("buildDefinition", {}), pred.get("runDetails", {}).get("metadata", {})
+        run = dict(build.get("externalParameters", {}).get("run") or {})
+        run.update({k: v for k, v in (("startedOn", meta.get("startedOn", "")),
+                                      ("finishedOn", meta.get("finishedOn", "")),
+                                      ("user", build.get("internalParameters", {}).get("user", ""))) if v})
+        out.append(run)
+    return out
 
 
 def read_provenance(client: KitOpsClient, reference: str, *, remote: bool = True) -> dict[str, Any]:
@@ -226,4 +245,4 @@ def pull_records(client: KitOpsClient, manifest_desc: Descriptor, src: Reference
 
 
 __all__ = ["ChildEdge", "child_edges", "push_records", "pull_records", "read_provenance", "record_local",
-           "statements_of"]
+           "run_summaries", "statements_of"]

@@ -27,6 +27,7 @@ from .model import (
     ANNOTATION_PREVIOUS,
     ANNOTATION_PREVIOUS_EVENT,
     ANNOTATION_REPOSITORY,
+    ANNOTATION_SIGNED_BY,
     ANNOTATION_STAGE,
     ANNOTATION_USER,
     ARTIFACT_STAGE,
@@ -61,6 +62,7 @@ class StageEvent:
     user: str
     event_digest: str
     previous_event: str
+    signed_by: str = ""  # fingerprint of the key whose signature promote(require_signature=) checked
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,11 +101,13 @@ def where(client: KitOpsClient, repo: str, stage: str) -> NodeRef | None:
     return NodeRef(ref.registry, ref.repository, digest) if digest else None
 
 
-def promote(client: KitOpsClient, reference: str, stage: str) -> StageEvent:
+def promote(client: KitOpsClient, reference: str, stage: str, *, require_signature: object = None) -> StageEvent:
     """Move the ``stage`` tag of the ModelKit's repository to it and record the move (auditable).
 
     Local references (no registry) promote in the local store; others in their registry, where
-    the ModelKit must already be (push it first).
+    the ModelKit must already be (push it first). ``require_signature`` (a public key, its path/PEM
+    or a ``SignaturePolicy``): refuse unless the ModelKit is signed by it; the event records the
+    signer's key fingerprint (``signed_by``).
     """
     _check_stage(stage)
     ref = parse_reference(reference)
@@ -119,6 +123,7 @@ def promote(client: KitOpsClient, reference: str, stage: str) -> StageEvent:
     except NotFoundError as e:
         raise NotFoundError(f"cannot promote {ref.display()}: {e} (pack or push it first)") from None
     Manifest.from_bytes(manifest_bytes or client.store.read_blob(node.digest), f"manifest of {ref}").format  # noqa: B018
+    signed_by = _check_signature(client, node, require_signature)
     previous = where(client, node.repo_path, stage)
     head = _log_head(client, node)
     ann = {
@@ -126,6 +131,8 @@ def promote(client: KitOpsClient, reference: str, stage: str) -> StageEvent:
         ANNOTATION_PREVIOUS: previous.digest if previous else "", ANNOTATION_PREVIOUS_EVENT: head or "",
         ANNOTATION_CREATED: utc_now(), ANNOTATION_USER: _user(),
     }
+    if signed_by:
+        ann[ANNOTATION_SIGNED_BY] = signed_by
     data = referrer_manifest(ARTIFACT_STAGE, subject_descriptor(node.digest, size), ann)
     desc = referrer_descriptor(data, ARTIFACT_STAGE, ann)
     local = LocalReferrers(client.store)
@@ -142,6 +149,17 @@ def promote(client: KitOpsClient, reference: str, stage: str) -> StageEvent:
     return _event(desc.digest, ann, node.digest)
 
 
+def _check_signature(client: KitOpsClient, node: NodeRef, require_signature: object) -> str:
+    """The fingerprint of the key that signed ``node`` per the policy, or "" when none is required."""
+    if require_signature is None:
+        return ""
+    from ..signing import SignaturePolicy
+
+    policy = SignaturePolicy.of(require_signature)  # type: ignore[arg-type]
+    assert policy is not None
+    return policy.check(client, node.pinned).signed_by  # SignatureError (one line per failure) if unsigned
+
+
 def _log_head(client: KitOpsClient, node: NodeRef) -> str | None:
     if node.is_local_only:
         return LocalReferrers(client.store).stage_log_head(node.repo_path)
@@ -153,6 +171,7 @@ def _event(digest: str, ann: dict[str, str], subject: str) -> StageEvent:
         stage=ann.get(ANNOTATION_STAGE, ""), repository=ann.get(ANNOTATION_REPOSITORY, ""), digest=subject,
         previous=ann.get(ANNOTATION_PREVIOUS, ""), time=ann.get(ANNOTATION_CREATED, ""),
         user=ann.get(ANNOTATION_USER, ""), event_digest=digest, previous_event=ann.get(ANNOTATION_PREVIOUS_EVENT, ""),
+        signed_by=ann.get(ANNOTATION_SIGNED_BY, ""),
     )
 
 

@@ -52,6 +52,7 @@ from .errors import (
     is_connection_refused,
     read_error_body,
 )
+from .ranged import ParallelDownload, RangedDownload, RangeIgnored, remove_partial, state_path
 from .retry import RETRY_STATUSES, RetryPolicy, TransientError, parse_retry_after
 from .upload_policy import UploadPolicy
 
@@ -66,6 +67,8 @@ READ_TIMEOUT = 60.0
 SLOW_DISK_RATE = 32 << 20  # bytes/s a registry is assumed to hash/move a finished upload at
 TRANSFER_CHUNK = 1 << 20
 DOCKER_HUB_API = "registry-1.docker.io"
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class RegistryClient:
         client_cert: str | Path | tuple[str | Path, str | Path] | None = None,
         retry: RetryPolicy | None = None,
         upload_policy: UploadPolicy | None = None,
+        parallel_download: ParallelDownload | None = None,
         concurrency: int = 5,
         user_agent: str = f"kitops-flows/{__version__}",
         connect_timeout: float = CONNECT_TIMEOUT,
@@ -104,12 +108,16 @@ class RegistryClient:
         self.plain_http = plain_http
         self.retry = retry or RetryPolicy()
         self.upload_policy = upload_policy or UploadPolicy()
+        self.parallel_download = parallel_download or ParallelDownload()
+        # connections beyond one per blob, shared by all blobs in flight: one big blob gets them all
+        self._range_slots = threading.BoundedSemaphore(max(self.parallel_download.connections - 1, 1))
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         api_host = DOCKER_HUB_API if registry.lower() in ("docker.io", "index.docker.io") else registry
         self.base_url = f"{'http' if plain_http else 'https'}://{api_host}"
         self._netloc = urlsplit(self.base_url).netloc
-        self._session = _make_session(concurrency, user_agent, tls_verify, ca_cert, client_cert)
+        self._session = _make_session(concurrency + self.parallel_download.connections, user_agent, tls_verify,
+                                      ca_cert, client_cert)
         self.login_hint = f"Log in with `kitops-flows login {registry}` (or set KITOPS_REGISTRY_USERNAME/PASSWORD)"
         self.auth = Authenticator(
             registry, credentials, self._session, plain_http=plain_http,
@@ -156,9 +164,11 @@ class RegistryClient:
 
         def attempt() -> bool:
             resp = self._attempt("HEAD", f"/v2/{repo}/blobs/{digest}", scopes=scopes,
-                                 action=f"registry {self.registry} refused HEAD of blob {digest} in {repo}")
+                                 action=f"registry {self.registry} refused HEAD of blob {digest} in {repo}",
+                                 allow_redirects=False)
             resp.close()
-            if resp.status_code == 200:
+            # a registry on object storage redirects a HEAD of a blob it has (presigned for GET: not followed)
+            if resp.status_code == 200 or resp.status_code in REDIRECT_STATUSES:
                 return True
             if resp.status_code == 404:
                 return False
@@ -285,16 +295,98 @@ class RegistryClient:
 
         Raises DigestMismatchError (``dest`` removed) when the bytes do not hash to ``digest``; a
         download that broke off is retried from where it stopped (Range) if the registry allows.
+        A big blob is fetched in parts over several connections (``parallel_download``), resumable
+        per part; a registry that ignores ``Range`` gets one stream. Redirects (to object storage)
+        are followed without our ``Authorization``.
         """
         validate_digest(digest, "blob digest")
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tracker = _Progress(progress)
+        if self.parallel_download.use_for(size):
+            try:
+                self._fetch_ranged(repo, digest, size, dest, tracker)
+                return
+            except RangeIgnored:
+                LOG.info("registry %s ignored Range for blob %s: downloading it with one stream", self.registry,
+                         digest)
+                remove_partial(dest)
+        elif state_path(dest).exists():  # a ranged attempt's preallocated file is no prefix to resume
+            remove_partial(dest)
         try:
             self._retrying(lambda: self._download_once(repo, digest, size, dest, tracker))
         except DigestMismatchError:
             dest.unlink(missing_ok=True)
             raise
+
+    def _fetch_ranged(self, repo: str, digest: str, size: int, dest: Path, tracker: _Progress) -> None:
+        what = f"blob {digest} in {self.registry}/{repo}"
+        action = f"registry {self.registry} refused download of {what}"
+        location: list[str] = []  # where the bytes are after a redirect (a presigned URL): one resolve, not one per part
+
+        def open_range(start: int, end: int) -> _TransientBody:
+            headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}
+            resp = self._get_blob(repo, digest, headers, action, location)
+            if resp.status_code == 200:
+                resp.close()
+                raise RangeIgnored(f"{action}: the server ignored Range")
+            if resp.status_code != 206:
+                raise error_from_response(resp, action, login_hint=self.login_hint)
+            got = resp.headers.get("Content-Range", "")
+            if not got.startswith(f"bytes {start}-{end}/"):
+                resp.close()
+                raise RegistryError(f"{action}: asked for bytes {start}-{end}, the server sent {got or 'no range'}")
+            return _TransientBody(resp, f"downloading {what}", self.registry, self.plain_http)
+
+        extra = 0
+        while extra < self.parallel_download.connections - 1 and self._range_slots.acquire(blocking=False):
+            extra += 1
+        try:
+            for round_ in (1, 2):
+                download = RangedDownload(dest, digest, size, self.parallel_download, open_range, self._retrying,
+                                          tracker, what, workers=1 + extra)
+                tracker.rewind_to(0)
+                try:
+                    download.run()
+                    return
+                except DigestMismatchError:
+                    if round_ == 2 or not download.resumed:
+                        raise
+                    # the parts kept from an earlier attempt may have been the bad ones: once more from scratch
+                    LOG.warning("%s: resumed download did not verify; downloading it again", what)
+        finally:
+            for _ in range(extra):
+                self._range_slots.release()
+
+    def _get_blob(self, repo: str, digest: str, headers: dict[str, str], action: str,
+                  location: list[str] | None = None) -> requests.Response:
+        """A streamed blob GET, following redirects ourselves: our Authorization goes to the registry only.
+
+        ``location`` caches the final URL of a redirect (e.g. a presigned object-store URL) for the
+        next call; a cached URL the other host refuses (expired) is dropped and the registry asked again.
+        """
+        scopes = (pull_scope(repo),)
+        url = location[0] if location else f"/v2/{repo}/blobs/{digest}"
+        hops = 0
+        while True:
+            resp = self._attempt("GET", url, scopes=scopes, action=action, headers=headers, stream=True,
+                                 allow_redirects=False)
+            if resp.status_code in REDIRECT_STATUSES and resp.headers.get("Location"):
+                hops += 1
+                url = urljoin(resp.url, resp.headers["Location"])
+                resp.close()
+                if hops > MAX_REDIRECTS:
+                    raise RegistryError(f"{action}: more than {MAX_REDIRECTS} redirects")
+                continue
+            if location is not None and resp.status_code in (400, 401, 403, 404) and location \
+                    and url == location[0]:
+                resp.close()  # a presigned URL that expired: ask the registry for a fresh one
+                location.clear()
+                url, hops = f"/v2/{repo}/blobs/{digest}", 0
+                continue
+            if location is not None and resp.status_code in (200, 206) and not self._same_host(resp.url):
+                location[:] = [resp.url]
+            return resp
 
     def _download_once(self, repo: str, digest: str, size: int, dest: Path, tracker: _Progress) -> None:
         hasher = hashlib.sha256()
@@ -315,8 +407,7 @@ class RegistryClient:
         headers = {"Accept-Encoding": "identity"}
         if have:
             headers["Range"] = f"bytes={have}-"
-        resp = self._attempt("GET", f"/v2/{repo}/blobs/{digest}", scopes=(pull_scope(repo),), action=action,
-                             headers=headers, stream=True, read_timeout=self.read_timeout)
+        resp = self._get_blob(repo, digest, headers, action)
         if resp.status_code == 206 and have and resp.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
             mode = "ab"
         elif resp.status_code == 200:
@@ -376,8 +467,7 @@ class RegistryClient:
         action = f"registry {self.registry} refused download of {what}"
 
         def attempt() -> requests.Response:
-            resp = self._attempt("GET", f"/v2/{repo}/blobs/{digest}", scopes=(pull_scope(repo),), action=action,
-                                 headers={"Accept-Encoding": "identity"}, stream=True)
+            resp = self._get_blob(repo, digest, {"Accept-Encoding": "identity"}, action)
             if resp.status_code != 200:
                 raise error_from_response(resp, action, login_hint=self.login_hint)
             return resp
@@ -574,6 +664,7 @@ class RegistryClient:
         body: bytes | _BodyReader | None = None,
         stream: bool = False,
         read_timeout: float | None = None,
+        allow_redirects: bool = True,
     ) -> requests.Response:
         """One request with the auth dance (at most one resend after a 401).
 
@@ -591,7 +682,8 @@ class RegistryClient:
                     hdrs["Authorization"] = sent
                 if isinstance(body, _BodyReader) and round_ == 2:
                     body.rewind()
-                resp = self._session.request(method, full, headers=hdrs, data=body, stream=stream, timeout=timeout)
+                resp = self._session.request(method, full, headers=hdrs, data=body, stream=stream, timeout=timeout,
+                                             allow_redirects=allow_redirects)
             except TransientError:
                 raise
             except requests.exceptions.SSLError as e:
@@ -738,6 +830,27 @@ class _BodyReader:
         self._tracker.add(-self._pos)
         self._pos = 0
         self._f.seek(self._start)
+
+
+class _TransientBody:
+    """A streamed response body whose mid-body network failures ask the retry loop for another attempt."""
+
+    def __init__(self, resp: requests.Response, what: str, registry: str, plain_http: bool) -> None:
+        self._resp = resp
+        self._what = what
+        self._registry = registry
+        self._plain_http = plain_http
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        try:
+            yield from self._resp.iter_content(chunk_size)
+        except requests.RequestException as e:
+            raise TransientError(RegistryUnreachableError(
+                f"{self._what}: {describe_transport_error(e, self._registry, plain_http=self._plain_http)}"
+            )) from None
+
+    def close(self) -> None:
+        self._resp.close()
 
 
 class _SafeRaw:

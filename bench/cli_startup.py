@@ -1,0 +1,62 @@
+"""Start-up time of the `kitops-flows` command (``--help`` and ``list`` of a one-ModelKit store).
+
+    .venv/bin/python bench/cli_startup.py            # 15 runs each; prints min and median ms
+    .venv/bin/python bench/cli_startup.py --runs 30
+
+Baseline in the same run: ``python -c pass`` with the same interpreter (its start-up and site imports).
+The target of issue 18 is a median under 150 ms for both commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def timed(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+    cli = Path(sys.executable).with_name("kitops-flows")
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Path(tmp) / "ctx"
+        ctx.mkdir()
+        (ctx / "model.bin").write_bytes(b"weights")
+        (ctx / "Kitfile").write_text("manifestVersion: 1.0.0\npackage: {name: b}\nmodel: {name: m, path: model.bin}\n")
+        from kitops_flows.api import KitOpsClient
+        from kitops_flows.store import LocalStore
+
+        KitOpsClient(store=LocalStore(Path(tmp) / "home")).pack(ctx, reference="bench/m:v1", record_lineage=False)
+        env = {**os.environ, "KITOPS_HOME": str(Path(tmp) / "home")}
+        cases = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "kitops-flows --help": [str(cli), "--help"],
+            "kitops-flows list": [str(cli), "list"],
+        }
+        print(f"load average {os.getloadavg()[0]:.1f}; {args.runs} runs each")
+        for name, argv in cases.items():
+            times = timed(argv, env, args.runs)
+            print(f"{name:22} min {min(times):6.0f} ms   median {statistics.median(times):6.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pipelines run by the executor tests on real multi-process/multi-worker executors (importable by workers)."""
