@@ -3,6 +3,7 @@
     .venv/bin/python bench/pack_bench.py                 # 2 GiB model + 20,000-file dataset
     .venv/bin/python bench/pack_bench.py --model-mb 256 --files 2000      # quick
 
+Each case runs ``--rounds`` times with the order of the two contenders alternating; medians are reported.
 Each measurement runs in a child process so its peak RSS (VmHWM of that child: ru_maxrss would include the parent's peak, kept across exec) is its own.
 Ratios > 1 mean kitops-flows is slower than the baseline. Page cache is warmed first for both.
 """
@@ -13,6 +14,8 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,19 +66,30 @@ def ours(ctx: Path, home: Path) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_case(name: str, ctx: Path, work: Path) -> dict[str, object]:
+def run_case(name: str, ctx: Path, work: Path, rounds: int) -> dict[str, object]:
     baseline(ctx)  # warm the page cache for both contenders
-    base_s, _ = baseline(ctx)
-    result = ours(ctx, work / f"home-{name}")
-    mb = result["bytes"] / (1 << 20)
+    base: list[float] = []
+    mine: list[dict[str, float]] = []
+    for n in range(rounds):
+        home = work / f"home-{name}"
+        for who in (("ours", "tar") if n % 2 == 0 else ("tar", "ours")):
+            if who == "tar":
+                base.append(baseline(ctx)[0])
+            else:
+                mine.append(ours(ctx, home))
+                shutil.rmtree(home)  # every round packs into an empty store
+    base_s = statistics.median(base)
+    ours_s = statistics.median(r["seconds"] for r in mine)
+    mb = mine[0]["bytes"] / (1 << 20)
     return {
         "case": name,
         "MiB": round(mb, 1),
         "baseline_s": round(base_s, 2),
-        "kitops_flows_s": round(result["seconds"], 2),
-        "ratio": round(result["seconds"] / base_s, 2),
-        "MiB_per_s": round(mb / result["seconds"], 1),
-        "peak_rss_MiB": round(result["rss_mb"], 1),
+        "kitops_flows_s": round(ours_s, 2),
+        "ratio": round(ours_s / base_s, 2),
+        "round_ratios": [round(r["seconds"] / b, 2) for r, b in zip(mine, base, strict=True)],
+        "MiB_per_s": round(mb / ours_s, 1),
+        "peak_rss_MiB": round(max(r["rss_mb"] for r in mine), 1),
     }
 
 
@@ -84,18 +98,21 @@ def main() -> int:
     ap.add_argument("--model-mb", type=int, default=2048)
     ap.add_argument("--files", type=int, default=20000)
     ap.add_argument("--file-size", type=int, default=4096)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", default=None, help="scratch dir (default: a temp dir on the same disk as /tmp)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
         make_model(work / "model", args.model_mb)
         make_dataset(work / "dataset", args.files, args.file_size)
-        rows = [run_case("single-file model", work / "model", work),
-                run_case(f"{args.files}-file dataset", work / "dataset", work)]
+        print(f"load average {os.getloadavg()[0]:.1f}; {args.rounds} rounds, order alternating", flush=True)
+        rows = [run_case("single-file model", work / "model", work, args.rounds),
+                run_case(f"{args.files}-file dataset", work / "dataset", work, args.rounds)]
     print(f"{'case':24} {'MiB':>8} {'tar|sha256sum s':>16} {'kitops-flows s':>15} {'ratio':>6} {'MiB/s':>8} {'peak RSS MiB':>13}")
     for r in rows:
         print(f"{r['case']:24} {r['MiB']:>8} {r['baseline_s']:>16} {r['kitops_flows_s']:>15} {r['ratio']:>6} "
-              f"{r['MiB_per_s']:>8} {r['peak_rss_MiB']:>13}")
+              f"{r['MiB_per_s']:>8} {r['peak_rss_MiB']:>13}   per-round ratios {r['round_ratios']}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print(json.dumps(rows))
     return 0
 

@@ -131,7 +131,7 @@ class Link:
 
 
 def run_case(case: str, work: Path, size_mb: int, rounds: int, wan: tuple[float, float] | None
-             ) -> tuple[Samples, Samples, int]:
+             ) -> tuple[Samples, Samples, int, int]:
     ctx, home = work / f"ctx-{case}", work / f"home-{case}"
     (single_layer_context if case == "pull" else four_layer_context)(ctx, size_mb)
     kit = KitOpsClient(store=LocalStore(home), plain_http=True)
@@ -166,7 +166,7 @@ def run_case(case: str, work: Path, size_mb: int, rounds: int, wan: tuple[float,
         order: list[str] = ["ours", "skopeo"] if n % 2 == 0 else ["skopeo", "ours"]
         for who in order:
             measure(who, n)
-    return results["ours"], results["skopeo"], desc.size
+    return results["ours"], results["skopeo"], desc.size, max(lay.size for lay in desc.layers)
 
 
 def extras(work: Path, size_mb: int) -> tuple[int, float, float]:
@@ -213,20 +213,24 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
         for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
-            mine, theirs, size = run_case(case, work, args.size_mb, args.rounds, wan)
-            rows.append((case, mine, theirs, size))
+            mine, theirs, size, largest = run_case(case, work, args.size_mb, args.rounds, wan)
+            rows.append((case, mine, theirs, size, largest))
         extra = extras(work, args.size_mb) if not wan else None
     print(f"\nlink: {link}; load average at the end {os.getloadavg()[0]:.1f}")
     print(f"{'case':28} {'kitops-flows s':>14} {'skopeo s':>9} {'ratio':>6} {'ours MB/s':>9} "
           f"{'ours RSS MiB':>12} {'skopeo RSS MiB':>14}")
     median: Callable[[list[float]], float] = statistics.median
-    for case, mine, theirs, size in rows:
+    for case, mine, theirs, size, largest in rows:
         label = f"{case} {size / (1 << 20):.0f} MiB, {'1 layer' if case == 'pull' else '4 layers'}"
         ratios = [a / b for a, b in zip(mine.seconds, theirs.seconds, strict=True)]
         print(f"{label:28} {median(mine.seconds):>14.2f} {median(theirs.seconds):>9.2f} "
               f"{median(mine.seconds) / median(theirs.seconds):>6.2f} {size / 1e6 / median(mine.seconds):>9.1f} "
               f"{max(mine.rss_mb):>12.1f} {max(theirs.rss_mb):>14.1f}   per-round ratios "
               + " ".join(f"{r:.2f}" for r in ratios))
+        if wan and case == "push":
+            # an OCI upload session takes its bytes in order, so one blob is one connection at most `rate`
+            print(f"{'':28} floor: the largest layer ({largest / (1 << 20):.0f} MiB) over one connection = "
+                  f"{largest / wan[0]:.2f} s")
     if extra:
         print(f"re-push of the unchanged ModelKit: {extra[0]} blob upload requests")
         print(f"one-layer pull: fetched {extra[1]:.1f} MiB for a {extra[2]:.1f} MiB dataset layer")

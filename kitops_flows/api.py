@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import lineage
 from .errors import KitopsError, NotFoundError, NotInLocalStoreError, RegistryError, TagExistsError
-from .filters import LayerFilter, parse_filters
+from .filters import LayerFilter, parse_filter_list
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
 from .lineage import RunContext
@@ -86,6 +87,7 @@ class KitOpsClient:
     s3_session: object | None = None  # a boto3.Session; None = boto3's default credential chain
     retry: RetryPolicy | None = None  # registry retries/backoff; None = RetryPolicy()'s defaults
     parallel_download: ParallelDownload | None = None  # connections per big blob; None = ParallelDownload()
+    ca_cert: str | Path | None = None  # a PEM bundle of CAs to trust for registries (CLI --tls-cert)
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -107,6 +109,7 @@ class KitOpsClient:
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
                 concurrency=self.concurrency, retry=self.retry, parallel_download=self.parallel_download,
+                ca_cert=self.ca_cert,
             )
         return self._clients[registry]
 
@@ -183,9 +186,7 @@ class KitOpsClient:
         extra = dict(annotations or {})
         provenance = None
         if record_lineage:
-            from .lineage import collect_provenance
-
-            provenance = collect_provenance(
+            provenance = lineage.collect_provenance(
                 self, context, kf, run=run, parents=parents, s3_inputs=s3_inputs
             )
             provenance.inputs_fingerprint = inputs_fingerprint
@@ -212,9 +213,7 @@ class KitOpsClient:
             annotations=extra, layer_sources=layer_sources, reuse=reuse_identical(self, target, previous),
         )
         if provenance is not None:
-            from .lineage import record_local
-
-            record_local(self, desc, provenance)
+            lineage.record_local(self, desc, provenance)
         if push:
             if reference is None:
                 raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
@@ -366,9 +365,7 @@ class KitOpsClient:
                      f" as {', '.join(tags)}" if tags else "")
         else:
             LOG.info("Pushed %s@%s%s", dst.repo_path, digest, f" as {', '.join(to_tag)}" if to_tag else "")
-        from .lineage import push_records
-
-        push_records(self, loaded.manifest_desc, dst)
+        lineage.push_records(self, loaded.manifest_desc, dst)
         if sign is not None:
             self.sign(f"{dst.repo_path}@{digest}", sign)
         desc = describe(dst.registry, dst.repository, loaded.manifest_desc, loaded.manifest, loaded.kitfile, tags)
@@ -485,9 +482,7 @@ class KitOpsClient:
         self.source.ensure_blobs(source, loaded.manifest.layers)
         tags = [] if ref.is_digest else [ref.reference]
         desc = self.store.put_manifest(ref.repo_path, loaded.manifest_bytes, tags)
-        from .lineage import pull_records
-
-        pull_records(self, desc, ref)  # provenance and downstream records travel with the ModelKit
+        lineage.pull_records(self, desc, ref)  # provenance and downstream records travel with the ModelKit
         kf = loaded.kitfile
         if kf.model is not None and is_modelkit_reference(kf.model.path):
             self._pull(parse_reference(kf.model.path), [*chain, str(ref)], policy)
@@ -569,7 +564,7 @@ class KitOpsClient:
             from .signing import verified_reference
 
             ref = verified_reference(self, ref, policy)
-        parsed = _parse_filter_list(filters)
+        parsed = parse_filter_list(filters)
         loaded, _ = self.source.selected_layers(ref, parsed)
         result = unpack_layers(
             self.store, loaded.manifest, loaded.kitfile, dest, filters=parsed, existing=existing,
@@ -599,7 +594,14 @@ class KitOpsClient:
         """
         from .signing import sign_modelkit
 
-        return sign_modelkit(self, reference, key, mode=mode, attest=attest)
+        return sign_modelkit(self, reference, key, mode=mode, attest=attest, provenance=self._provenance_of)
+
+    def _provenance_of(self, pinned: str) -> dict[str, object] | None:
+        """The verified provenance statement of a ModelKit, or None when it has none (what ``sign`` attests)."""
+        try:
+            return lineage.read_provenance(self, pinned)
+        except NotFoundError:
+            return None
 
     def verify_signature(self, reference: str, key: VerifyKey | KeySpec, *,
                          attestation: bool = False) -> Verification:
@@ -638,11 +640,11 @@ class KitOpsClient:
         """Extract the selected layers to ``s3://bucket/prefix/`` (verified first); returns an S3UnpackResult.
 
         ``existing`` ("error", "overwrite", "skip") decides about keys holding other bytes; ``delete``
-        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3_write``).
+        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3.write``).
 
         >>> kit.unpack_to_s3(mk.pinned, ["datasets:train"], "s3://serving/churn/")   # doctest: +SKIP
         """
-        from .s3 import unpack_to_s3
+        from .unpack_s3 import unpack_to_s3
 
         return unpack_to_s3(self, reference, filters, dest, existing=existing, delete=delete)
 
@@ -675,12 +677,6 @@ def _policy(value: object) -> object:
     return SignaturePolicy.of(value)  # type: ignore[arg-type]
 
 
-def _parse_filter_list(filters: Sequence[str | LayerFilter] | str | None) -> list[LayerFilter]:
-    if filters is None:
-        return []
-    if isinstance(filters, str):
-        filters = [filters]
-    return [f if isinstance(f, LayerFilter) else parse_filters([f])[0] for f in filters]
 
 
 __all__ = [

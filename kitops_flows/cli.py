@@ -26,9 +26,13 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .cli_sign import register as register_signing
 from .errors import KitopsError
+from .kitfile import kitfile_arg
 
 if TYPE_CHECKING:  # the API is imported when a command runs: `--help` stays fast
     from .api import KitOpsClient, ListEntry
+
+if TYPE_CHECKING:
+    from .registry import RetryPolicy
 
 LOG = logging.getLogger("kitops_flows")
 
@@ -46,30 +50,47 @@ def _client(args: argparse.Namespace) -> KitOpsClient:
         tls_verify=getattr(args, "tls_verify", "true") != "false",
         concurrency=getattr(args, "concurrency", 4),
         immutable_tags=getattr(args, "immutable", False),
+        ca_cert=getattr(args, "tls_cert", None),
+        retry=_retry_policy(args),
     )
+
+
+def _retry_policy(args: argparse.Namespace) -> RetryPolicy | None:
+    times, delay = getattr(args, "retry_times", None), getattr(args, "retry_delay", None)
+    if times is None and delay is None:
+        return None
+    from .registry import RetryPolicy
+
+    return RetryPolicy.from_cli(times, delay)
+
+
+def _duration(text: str) -> float:
+    """skopeo-style durations for --retry-delay: ``2s``, ``500ms``, ``1m``, or plain seconds."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 2s, 500ms or 1m")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
+
+
+def _retry_times(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid retry count {text!r}: give a number of retries, e.g. 3")
+    return int(text)
 
 
 # -- commands ----------------------------------------------------------------------------------------
 
 def cmd_pack(args: argparse.Namespace, kit: KitOpsClient) -> int:
     desc = kit.pack(
-        args.directory, kitfile=None if args.file in (None,) else _kitfile_arg(args.file), reference=args.tag,
+        args.directory, kitfile=None if args.file in (None,) else kitfile_arg(args.file), reference=args.tag,
         compression=args.compression, layer_format=args.layer_format, push=args.push,
         use_model_pack=args.use_model_pack,
     )
     print(f"Model saved: {desc.digest}", file=sys.stderr)
     print(desc.reference if args.tag else desc.digest)
     return 0
-
-
-def _kitfile_arg(value: str) -> Path | object:
-    if value == "-":
-        from .kitfile import Kitfile
-
-        if sys.stdin.isatty():
-            raise KitopsError("No input file specified and no data piped")
-        return Kitfile.from_yaml(sys.stdin.read(), source="<stdin>")
-    return Path(value)
 
 
 def cmd_unpack(args: argparse.Namespace, kit: KitOpsClient) -> int:
@@ -264,6 +285,11 @@ def _network_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-verify", choices=("true", "false"), default="true",
                    help="verify the registry's TLS certificate (default true)")
     p.add_argument("--concurrency", type=int, default=4, help="blobs transferred in parallel (default 4)")
+    p.add_argument("--tls-cert", metavar="FILE", help="PEM file of CA certificates to trust for the registry")
+    p.add_argument("--retry-times", type=_retry_times, metavar="N",
+                   help="retries of a failed registry request (429/5xx/reset) before giving up (default 4)")
+    p.add_argument("--retry-delay", type=_duration, metavar="DURATION",
+                   help="fixed pause between retries, e.g. 2s (default: exponential backoff with jitter)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -399,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_cache
 
     cli_cache.register(sub, _network_flags)
+    from . import cli_discover
+
+    cli_discover.register(sub, _network_flags)
     from . import cli_s3
 
     cli_s3.register(sub)

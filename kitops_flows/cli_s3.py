@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import KitopsError
+from .kitfile import kitfile_arg
 
 if TYPE_CHECKING:
     from .api import KitOpsClient
@@ -54,9 +55,9 @@ def s3_errors(uri: str, action: str) -> Iterator[None]:
     except Exception as e:
         if type(e).__module__.split(".")[0] not in ("botocore", "boto3", "s3transfer"):
             raise
-        from .s3 import _s3_error
+        from .s3 import s3_error
 
-        raise _s3_error(e, uri, action) from e
+        raise s3_error(e, uri, action) from e
 
 
 def _cmd_pack(original: Command) -> Command:
@@ -96,8 +97,6 @@ def _cmd_pack(original: Command) -> Command:
 
 
 def _kitfile_arg(value: str) -> Any:
-    from .cli import _kitfile_arg as kitfile_arg
-
     return kitfile_arg(value)
 
 

@@ -17,12 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .descriptor import Descriptor
 from .errors import KitopsError
 from .kitoutput import format_bytes, short_digest
 from .manifest import ANNOTATION_FILEPATH, Manifest
 from .mediatypes import OCI_MANIFEST, LayerMediaType, MediaTypeError, modelpack_base
 from .reference import Reference, parse_reference
-from .store import Descriptor
 
 if TYPE_CHECKING:
     from .api import KitOpsClient

@@ -65,6 +65,19 @@ def parse_filters(texts: Iterable[str] | str | None) -> list[LayerFilter]:
     return [LayerFilter.parse(t) for t in texts]
 
 
+def parse_filter_list(filters: Iterable[str | LayerFilter] | str | None) -> list[LayerFilter]:
+    """Filters given as text, parsed ``LayerFilter`` values, or a mix (what the API accepts).
+
+    >>> parse_filter_list(["model", LayerFilter(frozenset({"code"}))]) == parse_filters(["model", "code"])
+    True
+    """
+    if filters is None:
+        return []
+    if isinstance(filters, str):
+        filters = [filters]
+    return [f if isinstance(f, LayerFilter) else LayerFilter.parse(f) for f in filters]
+
+
 def selects(filters: Sequence[LayerFilter], filter_type: str, name: str, path: str) -> bool:
     return not filters or any(f.matches(filter_type, name, path) for f in filters)
 

@@ -20,12 +20,17 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .atomicfile import write_atomic
+from .descriptor import Descriptor
 from .errors import NotFoundError, StoreError
+from .layout import repo_file_stem
 from .mediatypes import OCI_INDEX
 from .reference import Reference
-from .store import Descriptor, LocalStore, repo_file_stem
+
+if TYPE_CHECKING:
+    from .store import LocalStore
 
 LOG = logging.getLogger("kitops_flows")
 _INDEX_FILE_RE = re.compile(r"^([-A-Za-z0-9_]*={0,3})-index\.json$")

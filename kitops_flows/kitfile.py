@@ -22,13 +22,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import KitfileError
+from .errors import KitfileError, ReferenceFormatError
 from .gojson import Struct, UnsupportedValueError, marshal
 from .lazyimport import LazyModule
+from .reference import parse_reference
 
 yaml12 = LazyModule("kitops_flows.yaml12")  # YAML (and pyyaml) only when a Kitfile is read or written as YAML
 
@@ -456,6 +458,19 @@ def _rel(base: str, target: str) -> str:
     return "/".join(up + t_parts[i:]) or "."
 
 
+def kitfile_arg(value: str) -> Path | Kitfile:
+    """A ``-f/--file`` argument: ``-`` reads the Kitfile from stdin (as kit does), anything else is a path.
+
+    >>> kitfile_arg("ml/Kitfile")
+    PosixPath('ml/Kitfile')
+    """
+    if value == "-":
+        if sys.stdin.isatty():
+            raise KitfileError("No input file specified and no data piped")
+        return Kitfile.from_yaml(sys.stdin.read(), source="<stdin>")
+    return Path(value)
+
+
 def is_modelkit_reference(path: str) -> bool:
     """kit's IsModelKitReference: contains ``:`` or ``@`` and parses as a ModelKit reference.
 
@@ -464,9 +479,6 @@ def is_modelkit_reference(path: str) -> bool:
     """
     if ":" not in path and "@" not in path:
         return False
-    from .errors import ReferenceFormatError
-    from .reference import parse_reference  # lazy: reference.py is a sibling with its own imports
-
     try:
         parse_reference(path)
     except (ReferenceFormatError, ValueError):

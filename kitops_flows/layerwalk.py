@@ -32,6 +32,7 @@ of layers. We leave them out too (byte-identical layers) but warn about each one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
@@ -42,7 +43,7 @@ from typing import BinaryIO
 from .errors import PackError
 from .ignore import IgnoreRules, go_trim_space
 from .kitfile import clean_path
-from .tarformat import GoTarWriter
+from .tarformat import SMALL_FILE, GoTarWriter
 
 Warn = Callable[[str], None]
 _TAR_MODE_BITS = 0o7777
@@ -199,22 +200,126 @@ def write_tar_layer(
         with store.ingest() as blob:
             write_tar_layer(ctx, "model", ["data", "."], IgnoreRules.from_context(ctx), blob, log.warning,
                             kind="model")
+
+    A reader thread walks the tree and reads small files ahead (``_Prefetcher``) while this thread
+    builds headers, hashes and writes: with thousands of small files their syscalls (stat, open,
+    read, close) then overlap the Python work instead of adding to it.
     """
     writer = GoTarWriter(out)
-    for m in iter_layer_members(context_dir, layer_path, other_layer_paths, ignore, warn, kind=kind):
-        if m.is_dir:
-            writer.add_dir(m.name, m.mode)
-            continue
-        try:
-            fd = os.open(m.path, _OPEN_FLAGS)
-        except OSError as e:
-            raise PackError(f"failed to open {m.name} for packing: {e.strerror}") from None
-        try:
-            writer.add_file(m.name, m.mode, m.size, _FdReader(fd))  # type: ignore[arg-type]
-        finally:
-            os.close(fd)
+    members = iter_layer_members(context_dir, layer_path, other_layer_paths, ignore, warn, kind=kind)
+    with _Prefetcher(members) as batches:
+        for batch in batches:
+            for m, data in batch:
+                if m.is_dir:
+                    writer.add_dir(m.name, m.mode)
+                elif data is not None:
+                    writer.add_file_bytes(m.name, m.mode, data)
+                else:
+                    _add_streamed(writer, m)
     writer.close()
     return writer.entries
+
+
+def _read_small(m: LayerMember) -> bytes | None:
+    """A small file's bytes, read with one ``read`` of size + 1 (a regular file's short read is its end, so
+    this also checks it did not grow); None when it is big or changed size: the caller streams and checks it."""
+    if m.size > SMALL_FILE:
+        return None
+    try:
+        fd = os.open(m.path, _OPEN_FLAGS)
+    except OSError as e:
+        raise PackError(f"failed to open {m.name} for packing: {e.strerror}") from None
+    try:
+        data = os.read(fd, m.size + 1)
+    finally:
+        os.close(fd)
+    return data if len(data) == m.size else None
+
+
+def _add_streamed(writer: GoTarWriter, m: LayerMember) -> None:
+    try:
+        fd = os.open(m.path, _OPEN_FLAGS)
+    except OSError as e:
+        raise PackError(f"failed to open {m.name} for packing: {e.strerror}") from None
+    try:
+        writer.add_file(m.name, m.mode, m.size, _FdReader(fd))  # type: ignore[arg-type]
+    finally:
+        os.close(fd)
+
+
+class _Prefetcher:
+    """Runs the walk and small-file reads in a thread, handing over batches in walk order.
+
+    Bounded: at most ``DEPTH`` batches of up to ``BATCH_FILES`` files / ``BATCH_BYTES`` bytes wait, so
+    memory stays a few MiB whatever the tree. An error in the thread (unreadable directory or file) is
+    raised in the consumer at the point of the walk where it happened; leaving the ``with`` early stops
+    the thread.
+    """
+
+    DEPTH = 4
+    BATCH_FILES = 256
+    BATCH_BYTES = 2 << 20
+
+    def __init__(self, members: Iterator[LayerMember]) -> None:
+        import queue
+        import threading
+
+        self._members = members
+        self._queue: queue.Queue[list[tuple[LayerMember, bytes | None]] | BaseException | None] = \
+            queue.Queue(self.DEPTH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="layer-prefetch", daemon=True)
+
+    def __enter__(self) -> Iterator[list[tuple[LayerMember, bytes | None]]]:
+        self._thread.start()
+        return self._batches()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Exception):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def _batches(self) -> Iterator[list[tuple[LayerMember, bytes | None]]]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _put(self, item: list[tuple[LayerMember, bytes | None]] | BaseException | None) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        batch: list[tuple[LayerMember, bytes | None]] = []
+        size = 0
+        try:
+            for m in self._members:
+                data = None if m.is_dir else _read_small(m)
+                batch.append((m, data))
+                size += len(data) if data else 0
+                if len(batch) >= self.BATCH_FILES or size >= self.BATCH_BYTES:
+                    if not self._put(batch):
+                        return
+                    batch, size = [], 0
+            if batch and not self._put(batch):
+                return
+            self._put(None)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer, in walk order
+            if batch:
+                self._put(batch)
+            self._put(e)
 
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)

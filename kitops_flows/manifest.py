@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .descriptor import Descriptor
 from .errors import KitopsError
 from .kitfile import (
     CodeEntry,
@@ -35,7 +36,6 @@ from .mediatypes import (
     LayerMediaType,
     MediaTypeError,
 )
-from .store import Descriptor
 
 ANNOTATION_CLI_VERSION = "ml.kitops.modelkit.cli-version"
 ANNOTATION_CREATED = "org.opencontainers.image.created"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .descriptor import Descriptor
 from .kitfile import Kitfile
 from .manifest import ANNOTATION_CREATED, Manifest, plan_layers
 from .reference import DEFAULT_REGISTRY
-from .store import Descriptor
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .atomicfile import write_atomic
+from .descriptor import Descriptor
 from .digests import CHUNK, VerifyingReader
 from .errors import DigestMismatchError, NotFoundError, StoreError
+from .indexstore import LocalIndexStore
+from .layout import repo_file_stem
+from .manifest import Manifest
 from .mediatypes import OCI_MANIFEST
 from .reference import DEFAULT_REGISTRY, DEFAULT_REPOSITORY, Reference, is_digest
 
@@ -65,51 +69,6 @@ def default_kitops_home() -> Path:
     if xdg := os.environ.get("XDG_DATA_HOME"):
         return Path(xdg) / "kitops"
     return Path.home() / ".local" / "share" / "kitops"
-
-
-def repo_file_stem(repo_path: str) -> str:
-    """kit names per-repository files by URL-safe base64 (with padding) of ``registry/repository``."""
-    return base64.urlsafe_b64encode(repo_path.encode()).decode()
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """An OCI content descriptor (the fields the store keeps)."""
-
-    media_type: str
-    digest: str
-    size: int
-    annotations: dict[str, str] | None = None
-    artifact_type: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        """Keys in Go's ocispec.Descriptor order, empty ones omitted."""
-        d: dict[str, object] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.annotations:
-            d["annotations"] = dict(sorted(self.annotations.items()))
-        if self.artifact_type:
-            d["artifactType"] = self.artifact_type
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, object], what: str = "descriptor") -> Descriptor:
-        try:
-            digest = str(d["digest"])
-            size = d["size"]
-        except (KeyError, TypeError) as e:
-            raise StoreError(f"{what} is missing field {e}") from None
-        if not is_digest(digest):
-            raise StoreError(f"{what} has an invalid digest {digest!r}")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise StoreError(f"{what} has an invalid size {size!r}")
-        ann = d.get("annotations")
-        return cls(
-            media_type=str(d.get("mediaType") or ""),
-            digest=digest,
-            size=size,
-            annotations=dict(ann) if isinstance(ann, dict) else None,
-            artifact_type=str(d["artifactType"]) if d.get("artifactType") else None,
-        )
 
 
 @dataclass
@@ -501,15 +460,11 @@ class LocalStore:
     # -- maintenance ------------------------------------------------------------------------------------
     def _referenced_blobs(self) -> tuple[set[str], list[str]]:
         """Digests reachable from any manifest in any repository (plus extra roots), and read problems."""
-        from .manifest import Manifest  # local import: manifest.py imports this module
-
         keep: set[str] = set()
         problems: list[str] = []
         roots = {d.digest for repo in self.list_repos() for d in self._repo_manifests(repo)}
         roots |= self._extra_roots()
-        from .indexstore import LocalIndexStore  # ModelKit indexes: kept, but they are not ModelKit manifests
-
-        keep |= LocalIndexStore(self).digests()
+        keep |= LocalIndexStore(self).digests()  # ModelKit indexes: kept, but they are not ModelKit manifests
         for digest in roots:
             keep.add(digest)
             try:
@@ -604,8 +559,6 @@ class LocalStore:
             if h.hexdigest() != name:
                 corrupted.add("sha256:" + name)
                 report.problems.append(f"blob sha256:{name} is corrupted (hashes to sha256:{h.hexdigest()})")
-        from .manifest import Manifest
-
         for repo in self.list_repos():
             try:
                 manifests, tags = self._repo_manifests(repo), self._repo_tags(repo)

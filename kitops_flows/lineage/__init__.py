@@ -14,8 +14,8 @@ Statement v1 with an SLSA Provenance v1 predicate. No extra database. This packa
 the standard library and kitops_flows' core modules.
 """
 
-from .graph import LineageEdge, LineageGraph, LineageNode, downstream, graph, pin, upstream
-from .model import STAGES, LineageError, NodeRef
+from .graph import LineageEdge, LineageGraph, LineageNode, downstream, graph, upstream
+from .model import STAGES, LineageError, NodeRef, pin
 from .provenance import GitInfo, LocalFile, ParentInput, Provenance, RunContext, collect_provenance
 from .records import ChildEdge, pull_records, push_records, read_provenance, record_local
 from .stages import StageEvent, history, promote, where

@@ -15,17 +15,16 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import KitopsError, NotFoundError
 from ..manifest import ANNOTATION_CREATED, Manifest
-from ..reference import is_internal_tag, parse_reference
-from .model import ANNOTATION_PARENTS, NodeRef, resolve_manifest, short_digest
+from ..reference import is_internal_tag
+from ..sources import ModelKitSource, SourceLike, as_source
+from .model import ANNOTATION_PARENTS, NodeRef, pin, short_digest
 from .records import child_edges, run_summaries, statements_of
 from .referrers import RecordReader
-
-if TYPE_CHECKING:
-    from ..api import KitOpsClient
+from .render import render, to_dot, to_mermaid
 
 DIRECTIONS = ("up", "down", "both")
 
@@ -93,37 +92,19 @@ class LineageGraph:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
     def to_mermaid(self) -> str:
-        from .render import to_mermaid
-
         return to_mermaid(self)
 
     def to_dot(self) -> str:
-        from .render import to_dot
-
         return to_dot(self)
 
     def render(self, fmt: str) -> bytes:
         """``json``, ``mermaid``, ``dot`` as UTF-8, or ``png``/``svg`` through Graphviz ``dot``."""
-        from .render import render
-
         return render(self, fmt)
-
-
-def pin(client: KitOpsClient, reference: str, *, remote: bool = True) -> NodeRef:
-    """The ModelKit a reference names, pinned by digest (a digest reference needs no lookup)."""
-    ref = parse_reference(reference)
-    if ref.is_digest:
-        return NodeRef(ref.registry, ref.repository, ref.reference)
-    if not remote and not ref.is_local_only:
-        desc = client.store.resolve(ref)
-        return NodeRef(ref.registry, ref.repository, desc.digest)
-    node, _ = resolve_manifest(client, reference)
-    return node
 
 
 @dataclass
 class _Walker:
-    client: KitOpsClient
+    source: ModelKitSource
     reader: RecordReader
     graph: LineageGraph
     _tags: dict[str, dict[str, list[str]]] = field(default_factory=dict)
@@ -131,11 +112,11 @@ class _Walker:
     def tags(self, node: NodeRef) -> tuple[str, ...]:
         if node.repo_path not in self._tags:
             by_digest: dict[str, list[str]] = {}
-            local_repos = self.client.store.list_repos()
-            for entry in self.client.store.list_entries(node.repo_path) if node.repo_path in local_repos else []:
+            local_repos = self.source.store.list_repos()
+            for entry in self.source.store.list_entries(node.repo_path) if node.repo_path in local_repos else []:
                 by_digest.setdefault(entry.descriptor.digest, []).extend(entry.tags)
             if self.reader.remote and not node.is_local_only:
-                rc = self.client.registry_client(node.registry)
+                rc = self.source.registry(node.registry)
                 try:
                     tags = rc.list_tags(node.repository)
                 except NotFoundError:
@@ -208,7 +189,7 @@ class _Walker:
             self.graph.add_edge(LineageEdge(node_id, node.digest, "s3" if kind == "s3" else "code"))
 
 
-def graph(client: KitOpsClient, reference: str, direction: str = "up", depth: int | None = None, *,
+def graph(kit: SourceLike, reference: str, direction: str = "up", depth: int | None = None, *,
           remote: bool = True) -> LineageGraph:
     """The lineage graph around a ModelKit: ``up`` (inputs), ``down`` (what was built from it) or ``both``.
 
@@ -219,8 +200,9 @@ def graph(client: KitOpsClient, reference: str, direction: str = "up", depth: in
         raise KitopsError(f"invalid lineage direction {direction!r}: use one of {', '.join(DIRECTIONS)}")
     if depth is not None and depth < 0:
         raise KitopsError(f"invalid lineage depth {depth}: use 0 or more (or no limit)")
-    root = pin(client, reference, remote=remote)
-    walker = _Walker(client, RecordReader(client, remote), LineageGraph(root.digest, direction))
+    source = as_source(kit)
+    root = pin(source, reference, remote=remote)
+    walker = _Walker(source, RecordReader(source, remote), LineageGraph(root.digest, direction))
     walker.modelkit(root)
     for way in ("up", "down") if direction == "both" else (direction,):
         _walk(walker, root, way, depth)
@@ -252,16 +234,18 @@ def _walk(walker: _Walker, root: NodeRef, way: str, depth: int | None) -> None:
                 queue.append((edge.child, level + 1))
 
 
-def upstream(client: KitOpsClient, reference: str, depth: int | None = None, *, remote: bool = True) -> list[LineageNode]:
+def upstream(kit: SourceLike, reference: str, depth: int | None = None, *, remote: bool = True) -> list[LineageNode]:
     """Everything a ModelKit was built from (ModelKits, S3 objects, code), nearest first."""
-    g = graph(client, reference, "up", depth, remote=remote)
+    source = as_source(kit)
+    g = graph(source, reference, "up", depth, remote=remote)
     return [n for i, n in g.nodes.items() if i != g.root]
 
 
-def downstream(client: KitOpsClient, reference: str, depth: int | None = None, *,
+def downstream(kit: SourceLike, reference: str, depth: int | None = None, *,
                remote: bool = True) -> list[LineageNode]:
     """Every ModelKit built from this one (children, grandchildren...), nearest first."""
-    g = graph(client, reference, "down", depth, remote=remote)
+    source = as_source(kit)
+    g = graph(source, reference, "down", depth, remote=remote)
     return [n for i, n in g.nodes.items() if i != g.root]
 
 

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from ..descriptor import Descriptor
 from ..errors import DigestMismatchError, KitopsError, NotFoundError
 from ..manifest import ANNOTATION_CREATED, Manifest
 from ..mediatypes import OCI_MANIFEST
 from ..reference import DEFAULT_REGISTRY, DEFAULT_REPOSITORY, Reference, is_digest, parse_reference
-from ..store import Descriptor
-
-if TYPE_CHECKING:
-    from ..api import KitOpsClient
+from ..sources import SourceLike, as_source
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -120,20 +117,33 @@ def check_bytes(data: bytes, digest: str, what: str) -> bytes:
     return data
 
 
-def resolve_manifest(client: KitOpsClient, text: str) -> tuple[NodeRef, int]:
+def resolve_manifest(kit: SourceLike, text: str) -> tuple[NodeRef, int]:
     """Pin a ModelKit reference to (NodeRef, manifest size): local store first, then its registry."""
+    source = as_source(kit)
     ref = parse_reference(text)
     try:
-        desc = client.store.resolve(ref)
+        desc = source.store.resolve(ref)
         return NodeRef(ref.registry, ref.repository, desc.digest), desc.size
     except NotFoundError:
         if ref.is_local_only:
             raise
-    fetched = client.registry_client(ref.registry).get_manifest(ref.repository, ref.reference)
+    fetched = source.registry(ref.registry).get_manifest(ref.repository, ref.reference)
     if ref.is_digest:
         check_bytes(fetched.data, ref.reference, f"manifest of {ref}")
     Manifest.from_bytes(fetched.data, f"manifest of {ref}").format  # noqa: B018 - raises if not a ModelKit
     return NodeRef(ref.registry, ref.repository, sha256_of(fetched.data)), len(fetched.data)
+
+
+def pin(kit: SourceLike, reference: str, *, remote: bool = True) -> NodeRef:
+    """The ModelKit a reference names, pinned by digest (a digest reference needs no lookup)."""
+    ref = parse_reference(reference)
+    if ref.is_digest:
+        return NodeRef(ref.registry, ref.repository, ref.reference)
+    if not remote and not ref.is_local_only:
+        desc = as_source(kit).store.resolve(ref)
+        return NodeRef(ref.registry, ref.repository, desc.digest)
+    node, _ = resolve_manifest(kit, reference)
+    return node
 
 
 def subject_descriptor(digest: str, size: int) -> Descriptor:
@@ -176,5 +186,5 @@ def created_of(desc: Descriptor) -> str:
 __all__ = [
     "ARTIFACT_CHILD", "ARTIFACT_PROVENANCE", "ARTIFACT_STAGE", "EMPTY_DESCRIPTOR", "LineageError", "NodeRef",
     "STAGES", "STAGE_LOG_TAG", "check_bytes", "is_digest", "parse_referrer", "referrer_descriptor",
-    "referrer_manifest", "resolve_manifest", "short_digest",
+    "pin", "referrer_manifest", "resolve_manifest", "short_digest",
 ]

@@ -22,11 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import __version__
 from ..errors import KitopsError, NotFoundError
+from ..kitfile import Kitfile, is_modelkit_reference
+from ..modelkit import ModelKitDescriptor
+from ..sources import SourceLike, as_source
 from .model import (
     ANNOTATION_PARENTS,
     ANNOTATION_REVISION,
@@ -38,11 +41,6 @@ from .model import (
     NodeRef,
     resolve_manifest,
 )
-
-if TYPE_CHECKING:  # api imports this package at import time: no runtime import back
-    from ..api import KitOpsClient
-    from ..kitfile import Kitfile
-    from ..modelkit import ModelKitDescriptor
 
 GIT_TIMEOUT_S = 10
 
@@ -301,7 +299,7 @@ def _user() -> str:
 
 
 def collect_provenance(
-    client: KitOpsClient,
+    kit: SourceLike,
     context_dir: Path,
     kitfile: Kitfile,
     *,
@@ -315,8 +313,7 @@ def collect_provenance(
     rewrite history. A Kitfile ``model.path`` (or ``datasets[].remotePath``) naming a ModelKit is
     a parent too.
     """
-    from ..kitfile import is_modelkit_reference
-
+    source = as_source(kit)
     given: list[tuple[str, str]] = [(p, "parent") for p in parents]
     if kitfile.model is not None and kitfile.model.path and is_modelkit_reference(kitfile.model.path):
         given.append((kitfile.model.path, "model"))
@@ -327,7 +324,7 @@ def collect_provenance(
     seen: set[tuple[str, str]] = set()
     for text, relation in given:
         try:
-            node, size = resolve_manifest(client, text)
+            node, size = resolve_manifest(source, text)
         except NotFoundError as e:
             raise NotFoundError(
                 f"parent ModelKit {text} ({relation}) cannot be resolved to a digest: {e}. "

@@ -12,10 +12,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..descriptor import Descriptor
 from ..errors import NotFoundError
 from ..manifest import ANNOTATION_CREATED, Manifest
 from ..reference import Reference
-from ..store import Descriptor
+from ..sources import ModelKitSource, SourceLike, as_source
 from .model import (
     ANNOTATION_CHILD,
     ANNOTATION_RELATION,
@@ -25,6 +26,7 @@ from .model import (
     NodeRef,
     created_of,
     parse_referrer,
+    pin,
     referrer_descriptor,
     referrer_manifest,
     sha256_of,
@@ -34,7 +36,6 @@ from .provenance import Provenance, utc_now
 from .referrers import LocalReferrers, RecordReader, RemoteWriter, remote_referrers
 
 if TYPE_CHECKING:
-    from ..api import KitOpsClient
     from ..modelkit import ModelKitDescriptor
 
 LOG = logging.getLogger("kitops_flows")
@@ -65,12 +66,12 @@ def child_edge_referrer(parent: Descriptor, child: NodeRef, relation: str, creat
     return data, referrer_descriptor(data, ARTIFACT_CHILD, ann)
 
 
-def record_local(client: KitOpsClient, desc: ModelKitDescriptor, provenance: Provenance) -> Descriptor:
+def record_local(kit: SourceLike, desc: ModelKitDescriptor, provenance: Provenance) -> Descriptor:
     """Store the provenance of a freshly packed ModelKit, and a child edge on each parent, in the local store.
 
     Returns the descriptor of the provenance referrer.
     """
-    store = client.store
+    store = as_source(kit).store
     local = LocalReferrers(store)
     subject = subject_descriptor(desc.digest, store.blob_path(desc.digest).stat().st_size)
     provenance.add_local_files(desc)
@@ -127,15 +128,13 @@ def run_summaries(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def read_provenance(client: KitOpsClient, reference: str, *, remote: bool = True) -> dict[str, Any]:
+def read_provenance(kit: SourceLike, reference: str, *, remote: bool = True) -> dict[str, Any]:
     """The newest verified provenance statement of a ModelKit; NotFoundError if it has none.
 
     Reading checks the record's digest and that its subject is this ModelKit (tamper detection).
     """
-    from .graph import pin
-
-    node = pin(client, reference, remote=remote)
-    statements = statements_of(RecordReader(client, remote), node)
+    node = pin(kit, reference, remote=remote)
+    statements = statements_of(RecordReader(as_source(kit), remote), node)
     if not statements:
         raise NotFoundError(f"{node.pinned} has no provenance record (packed without lineage, or by another tool)")
     return statements[0]
@@ -166,7 +165,7 @@ def _parents_of(statement: dict[str, Any]) -> list[tuple[NodeRef, str]]:
     return out
 
 
-def push_records(client: KitOpsClient, manifest_desc: Descriptor, dest: Reference) -> int:
+def push_records(kit: SourceLike, manifest_desc: Descriptor, dest: Reference) -> int:
     """Push a ModelKit's lineage records after the ModelKit itself (``KitOpsClient.push`` calls this).
 
     - its provenance referrers go to ``dest``'s repository;
@@ -176,26 +175,27 @@ def push_records(client: KitOpsClient, manifest_desc: Descriptor, dest: Referenc
       when the child is on this registry.
     Returns the number of referrers pushed; a ModelKit with no records is a no-op (no requests).
     """
-    local = LocalReferrers(client.store)
+    source = as_source(kit)
+    local = LocalReferrers(source.store)
     records = local.list(manifest_desc.digest)
     if not records:
         return 0
-    writer = RemoteWriter(client, dest.registry)
-    reader = RecordReader(client, remote=False)
+    writer = RemoteWriter(source, dest.registry)
+    reader = RecordReader(source, remote=False)
     here = NodeRef(dest.registry, dest.repository, manifest_desc.digest)
     pushed = 0
     provenance = [d for d in records if d.artifact_type == ARTIFACT_PROVENANCE]
     for d in provenance:
-        writer.push(dest.repository, client.store.read_blob(d.digest, d.size), d, manifest_desc.digest)
+        writer.push(dest.repository, source.store.read_blob(d.digest, d.size), d, manifest_desc.digest)
         pushed += 1
     for d in records:
         if d.artifact_type != ARTIFACT_CHILD:
             continue
         child = NodeRef.parse((d.annotations or {}).get(ANNOTATION_CHILD, ""), f"local lineage edge {d.digest}")
         if child.registry == dest.registry:
-            writer.push(dest.repository, client.store.read_blob(d.digest, d.size), d, manifest_desc.digest)
+            writer.push(dest.repository, source.store.read_blob(d.digest, d.size), d, manifest_desc.digest)
             pushed += 1
-    created = _created(client, manifest_desc)
+    created = _created(source, manifest_desc)
     for parent, relation in {p for d in provenance for p in _parents_of(_statement_from(reader, here, d))}:
         if parent.registry != dest.registry:
             LOG.info("Not recording %s on %s: the parent is not on %s", here.pinned, parent.pinned, dest.registry)
@@ -215,24 +215,25 @@ def push_records(client: KitOpsClient, manifest_desc: Descriptor, dest: Referenc
     return pushed
 
 
-def _created(client: KitOpsClient, manifest_desc: Descriptor) -> str:
-    m = Manifest.from_bytes(client.store.read_blob(manifest_desc.digest, manifest_desc.size))
+def _created(source: ModelKitSource, manifest_desc: Descriptor) -> str:
+    m = Manifest.from_bytes(source.store.read_blob(manifest_desc.digest, manifest_desc.size))
     return m.annotations.get(ANNOTATION_CREATED) or utc_now()
 
 
-def pull_records(client: KitOpsClient, manifest_desc: Descriptor, src: Reference) -> int:
+def pull_records(kit: SourceLike, manifest_desc: Descriptor, src: Reference) -> int:
     """Copy a pulled ModelKit's provenance and child-edge referrers into the local store (verified).
 
     Returns how many records were copied. Stage events stay in the registry (they describe its tags).
     """
     if src.is_local_only:
         return 0
+    source = as_source(kit)
     node = NodeRef(src.registry, src.repository, manifest_desc.digest)
-    reader = RecordReader(client, remote=True)
-    local = LocalReferrers(client.store)
+    reader = RecordReader(source, remote=True)
+    local = LocalReferrers(source.store)
     known = {d.digest for d in local.list(node.digest)}
     copied = 0
-    rc = client.registry_client(src.registry)
+    rc = source.registry(src.registry)
     for d in remote_referrers(rc, src.repository, node.digest):
         if d.artifact_type not in (ARTIFACT_PROVENANCE, ARTIFACT_CHILD) or d.digest in known:
             continue

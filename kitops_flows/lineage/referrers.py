@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..atomicfile import write_atomic
 from ..errors import NotFoundError, StoreError
+from ..manifest import Manifest
 from ..mediatypes import OCI_INDEX, OCI_MANIFEST
-from ..store import Descriptor, LocalStore
-from .model import EMPTY_BYTES, EMPTY_DESCRIPTOR, NodeRef, check_bytes, sha256_of
+from ..sources import ModelKitSource, as_source
 
 if TYPE_CHECKING:
-    from ..api import KitOpsClient
     from ..registry import RegistryClient
+from ..store import Descriptor, LocalStore
+from .model import EMPTY_BYTES, EMPTY_DESCRIPTOR, NodeRef, check_bytes, sha256_of
 
 INDEX_FILE = "kitops-flows-referrers.json"
 MAX_RECORD_SIZE = 4 << 20  # records are small JSON; refuse anything bigger instead of buffering it
@@ -142,26 +143,29 @@ def supports_referrers_api(rc: RegistryClient, repository: str, digest: str) -> 
 class RemoteWriter:
     """Pushes referrer manifests to one registry, remembering per repository whether it has the API."""
 
-    client: KitOpsClient
+    source: ModelKitSource
     registry: str
     _api: dict[str, bool] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.source = as_source(self.source)  # a KitOpsClient is accepted too
+
     @property
     def rc(self) -> RegistryClient:
-        return self.client.registry_client(self.registry)
+        return self.source.registry(self.registry)
 
     def push(self, repository: str, manifest_bytes: bytes, desc: Descriptor, subject_digest: str) -> None:
         """Upload the referrer's blobs and manifest, then list it under its subject (unless already there)."""
-        store = self.client.store
-        from ..manifest import Manifest
-
+        store = self.source.store
         m = Manifest.from_bytes(manifest_bytes, f"referrer {desc.digest}")
-        for blob in {b.digest: b for b in m.blobs()}.values():
-            if blob.digest == EMPTY_DESCRIPTOR.digest and not store.has_blob(blob.digest):
-                store.put_bytes(EMPTY_BYTES)
-            path = store.blob_path(blob.digest)
-            self.rc.push_blob(repository, blob.digest, blob.size, lambda p=path: open(p, "rb"))
-        self.rc.put_manifest(repository, desc.digest, manifest_bytes, OCI_MANIFEST)
+        # a record pushed before (a re-run pushing the same ModelKit again) is not written twice
+        if self.rc.manifest_digest(repository, desc.digest) != desc.digest:
+            for blob in {b.digest: b for b in m.blobs()}.values():
+                if blob.digest == EMPTY_DESCRIPTOR.digest and not store.has_blob(blob.digest):
+                    store.put_bytes(EMPTY_BYTES)
+                path = store.blob_path(blob.digest)
+                self.rc.push_blob(repository, blob.digest, blob.size, lambda p=path: open(p, "rb"))
+            self.rc.put_manifest(repository, desc.digest, manifest_bytes, OCI_MANIFEST)
         if repository not in self._api:
             self._api[repository] = supports_referrers_api(self.rc, repository, subject_digest)
         if not self._api[repository]:
@@ -188,8 +192,11 @@ class RecordReader:
     Every byte read is checked against its digest; the local store is a cache in front of registries.
     """
 
-    client: KitOpsClient
+    source: ModelKitSource
     remote: bool = True
+
+    def __post_init__(self) -> None:
+        self.source = as_source(self.source)  # a KitOpsClient is accepted too
 
     def _remote_ok(self, node: NodeRef) -> bool:
         return self.remote and not node.is_local_only
@@ -197,30 +204,30 @@ class RecordReader:
     def manifest_bytes(self, node: NodeRef, digest: str | None = None) -> bytes:
         """A manifest (the node's own, or ``digest`` in the node's repository), verified."""
         digest = digest or node.digest
-        store = self.client.store
+        store = self.source.store
         if store.has_blob(digest):
             return store.read_blob(digest)
         if not self._remote_ok(node):
             raise NotFoundError(f"manifest {node.repo_path}@{digest} is not in the local store {store.storage}")
-        fetched = self.client.registry_client(node.registry).get_manifest(node.repository, digest)
+        fetched = self.source.registry(node.registry).get_manifest(node.repository, digest)
         return check_bytes(fetched.data, digest, f"manifest {node.repo_path}@{digest}")
 
     def blob(self, node: NodeRef, desc: Descriptor) -> bytes:
         """A small record blob from the node's repository, verified (and cached in the local store)."""
-        store = self.client.store
+        store = self.source.store
         if desc.size > MAX_RECORD_SIZE:
             raise StoreError(f"record blob {desc.digest} is {desc.size} bytes, over the {MAX_RECORD_SIZE}-byte limit")
         if not store.has_blob(desc.digest) and self._remote_ok(node):
             ingest = store.ingest_path(desc.digest)
-            self.client.registry_client(node.registry).fetch_blob(node.repository, desc.digest, desc.size, ingest)
+            self.source.registry(node.registry).fetch_blob(node.repository, desc.digest, desc.size, ingest)
             store.commit_file(ingest, desc.digest, desc.size)
         return store.read_blob(desc.digest, desc.size, max_size=MAX_RECORD_SIZE)
 
     def referrers(self, node: NodeRef, artifact_type: str | None = None) -> list[Descriptor]:
         """Local and registry referrers of a node (deduplicated by digest)."""
-        found = {d.digest: d for d in LocalReferrers(self.client.store).list(node.digest)}
+        found = {d.digest: d for d in LocalReferrers(self.source.store).list(node.digest)}
         if self._remote_ok(node):
-            rc = self.client.registry_client(node.registry)
+            rc = self.source.registry(node.registry)
             for d in remote_referrers(rc, node.repository, node.digest):
                 found.setdefault(d.digest, d)
         return [d for d in found.values() if artifact_type is None or d.artifact_type == artifact_type]

@@ -17,12 +17,13 @@ from __future__ import annotations
 import getpass
 import os
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import KitopsError, NotFoundError
 from ..manifest import ANNOTATION_CREATED, Manifest
 from ..mediatypes import OCI_MANIFEST
 from ..reference import Reference, parse_reference
+from ..sources import ModelKitSource, SourceLike, as_source
 from .model import (
     ANNOTATION_PREVIOUS,
     ANNOTATION_PREVIOUS_EVENT,
@@ -43,9 +44,6 @@ from .model import (
 )
 from .provenance import utc_now
 from .referrers import LocalReferrers, RecordReader, RemoteWriter
-
-if TYPE_CHECKING:
-    from ..api import KitOpsClient
 
 MAX_HISTORY = 100_000  # a guard against a (tampered) cyclic chain
 
@@ -89,19 +87,20 @@ def _repo_ref(repo: str) -> Reference:
     return Reference(ref.registry, ref.repository, "latest")
 
 
-def where(client: KitOpsClient, repo: str, stage: str) -> NodeRef | None:
+def where(kit: SourceLike, repo: str, stage: str) -> NodeRef | None:
     """The ModelKit a repository's stage tag points at, or None when nothing is in that stage."""
+    source = as_source(kit)
     ref = _repo_ref(repo).with_reference(_check_stage(stage))
     if ref.is_local_only:
         try:
-            return NodeRef(ref.registry, ref.repository, client.store.resolve(ref).digest)
+            return NodeRef(ref.registry, ref.repository, source.store.resolve(ref).digest)
         except NotFoundError:
             return None
-    digest = client.registry_client(ref.registry).manifest_digest(ref.repository, stage)
+    digest = source.registry(ref.registry).manifest_digest(ref.repository, stage)
     return NodeRef(ref.registry, ref.repository, digest) if digest else None
 
 
-def promote(client: KitOpsClient, reference: str, stage: str, *, require_signature: object = None) -> StageEvent:
+def promote(kit: SourceLike, reference: str, stage: str, *, require_signature: object = None) -> StageEvent:
     """Move the ``stage`` tag of the ModelKit's repository to it and record the move (auditable).
 
     Local references (no registry) promote in the local store; others in their registry, where
@@ -109,23 +108,24 @@ def promote(client: KitOpsClient, reference: str, stage: str, *, require_signatu
     or a ``SignaturePolicy``): refuse unless the ModelKit is signed by it; the event records the
     signer's key fingerprint (``signed_by``).
     """
+    source = as_source(kit)
     _check_stage(stage)
     ref = parse_reference(reference)
     try:
         if ref.is_local_only:
-            found = client.store.resolve(ref)
+            found = source.store.resolve(ref)
             node, manifest_bytes = NodeRef(ref.registry, ref.repository, found.digest), None
             size = found.size
         else:  # the registry's copy: that is where the stage tag moves
-            fetched = client.registry_client(ref.registry).get_manifest(ref.repository, ref.reference)
+            fetched = source.registry(ref.registry).get_manifest(ref.repository, ref.reference)
             manifest_bytes = check_bytes(fetched.data, ref.digest, str(ref)) if ref.digest else fetched.data
             node, size = NodeRef(ref.registry, ref.repository, sha256_of(manifest_bytes)), len(manifest_bytes)
     except NotFoundError as e:
         raise NotFoundError(f"cannot promote {ref.display()}: {e} (pack or push it first)") from None
-    Manifest.from_bytes(manifest_bytes or client.store.read_blob(node.digest), f"manifest of {ref}").format  # noqa: B018
-    signed_by = _check_signature(client, node, require_signature)
-    previous = where(client, node.repo_path, stage)
-    head = _log_head(client, node)
+    Manifest.from_bytes(manifest_bytes or source.store.read_blob(node.digest), f"manifest of {ref}").format  # noqa: B018
+    signed_by = _check_signature(source, node, require_signature)
+    previous = where(source, node.repo_path, stage)
+    head = _log_head(source, node)
     ann = {
         ANNOTATION_STAGE: stage, ANNOTATION_REPOSITORY: node.repo_path,
         ANNOTATION_PREVIOUS: previous.digest if previous else "", ANNOTATION_PREVIOUS_EVENT: head or "",
@@ -135,35 +135,35 @@ def promote(client: KitOpsClient, reference: str, stage: str, *, require_signatu
         ann[ANNOTATION_SIGNED_BY] = signed_by
     data = referrer_manifest(ARTIFACT_STAGE, subject_descriptor(node.digest, size), ann)
     desc = referrer_descriptor(data, ARTIFACT_STAGE, ann)
-    local = LocalReferrers(client.store)
+    local = LocalReferrers(source.store)
     if node.is_local_only:
         local.put(data, node.digest, desc)
-        client.store.tag(node.reference, node.reference.with_reference(stage))
+        source.store.tag(node.reference, node.reference.with_reference(stage))
         if not local.set_stage_log_head(node.repo_path, desc.digest, head):
             raise LineageError(f"another promotion in {node.repo_path} ran at the same time; promote again")
     else:
-        rc = client.registry_client(node.registry)
-        RemoteWriter(client, node.registry).push(node.repository, data, desc, node.digest)
+        rc = source.registry(node.registry)
+        RemoteWriter(source, node.registry).push(node.repository, data, desc, node.digest)
         rc.put_manifest(node.repository, stage, manifest_bytes, OCI_MANIFEST)
         rc.put_manifest(node.repository, STAGE_LOG_TAG, data, OCI_MANIFEST)
     return _event(desc.digest, ann, node.digest)
 
 
-def _check_signature(client: KitOpsClient, node: NodeRef, require_signature: object) -> str:
+def _check_signature(source: ModelKitSource, node: NodeRef, require_signature: object) -> str:
     """The fingerprint of the key that signed ``node`` per the policy, or "" when none is required."""
     if require_signature is None:
         return ""
-    from ..signing import SignaturePolicy
+    from ..signing.policy import SignaturePolicy  # cryptography is loaded only when a signature is checked
 
     policy = SignaturePolicy.of(require_signature)  # type: ignore[arg-type]
     assert policy is not None
-    return policy.check(client, node.pinned).signed_by  # SignatureError (one line per failure) if unsigned
+    return policy.check(source, node.pinned).signed_by  # SignatureError (one line per failure) if unsigned
 
 
-def _log_head(client: KitOpsClient, node: NodeRef) -> str | None:
+def _log_head(source: ModelKitSource, node: NodeRef) -> str | None:
     if node.is_local_only:
-        return LocalReferrers(client.store).stage_log_head(node.repo_path)
-    return client.registry_client(node.registry).manifest_digest(node.repository, STAGE_LOG_TAG)
+        return LocalReferrers(source.store).stage_log_head(node.repo_path)
+    return source.registry(node.registry).manifest_digest(node.repository, STAGE_LOG_TAG)
 
 
 def _event(digest: str, ann: dict[str, str], subject: str) -> StageEvent:
@@ -175,12 +175,13 @@ def _event(digest: str, ann: dict[str, str], subject: str) -> StageEvent:
     )
 
 
-def history(client: KitOpsClient, repo: str) -> list[StageEvent]:
+def history(kit: SourceLike, repo: str) -> list[StageEvent]:
     """Every stage move in a repository, newest first, read by following the verified event chain."""
+    source = as_source(kit)
     ref = _repo_ref(repo)
     anchor = NodeRef(ref.registry, ref.repository, "")
-    head = _log_head(client, anchor)
-    reader = RecordReader(client, remote=True)
+    head = _log_head(source, anchor)
+    reader = RecordReader(source, remote=True)
     events: list[StageEvent] = []
     seen: set[str] = set()
     while head and len(events) < MAX_HISTORY:

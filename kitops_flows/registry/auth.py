@@ -30,6 +30,7 @@ import requests
 
 from .credentials import RegistryCredentials
 from .errors import RegistryAuthError, describe_error_body, read_error_body
+from .retry import TransientError, parse_retry_after
 
 TOKEN_EXPIRY_MARGIN = 10.0  # refresh a little early: clocks and queues differ
 DEFAULT_TOKEN_LIFETIME = 60.0  # the token spec's default when expires_in is missing
@@ -211,8 +212,6 @@ class Authenticator:
                     f"token service of registry {self.registry} rejected {who}: {detail}. {self._login_hint}"
                 )
             if resp.status_code == 429 or resp.status_code >= 500:
-                from .retry import TransientError, parse_retry_after
-
                 raise TransientError(
                     RegistryAuthError(f"token service of registry {self.registry} failed: {detail}"),
                     retry_after=parse_retry_after(resp.headers.get("Retry-After")),

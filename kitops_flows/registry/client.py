@@ -35,12 +35,12 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .. import __version__
+from ..descriptor import Descriptor
 from ..digests import VerifyingReader
 from ..errors import DigestMismatchError, KitopsError, RegistryError
 from ..mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from ..progress import ProgressReporter
 from ..reference import is_digest, validate_digest
-from ..store import Descriptor
 from .auth import Authenticator, delete_scope, pull_scope, push_scope
 from .credentials import RegistryCredentials
 from .errors import (
@@ -706,21 +706,30 @@ class RegistryClient:
 
     def _retrying(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` until it succeeds, a final error escapes, or the retry policy gives up."""
+        # Each attempt is logged at debug level only: a request that fails for good says so once (a warning
+        # naming the attempts, then the error), and one that recovers says so once at info level.
         started = time.monotonic()
         attempt = 0
+        last: Exception | None = None
         while True:
             attempt += 1
             try:
-                return fn()
+                result = fn()
             except TransientError as t:
+                last = t.error
                 delay = self.retry.refused_delay if t.refused else self.retry.delay(attempt, t.retry_after)
                 if not self.retry.allows(attempt, started, delay, refused=t.refused):
                     if attempt > 1:
                         t.error.args = (f"{t.error} (gave up after {attempt} attempts)", *t.error.args[1:])
+                        LOG.warning("%s", t.error)
                     raise t.error from None
-                LOG.warning("%s; retrying in %.1fs (attempt %d of %d)", t.error, delay, attempt + 1,
-                            self.retry.refused_attempts if t.refused else self.retry.max_attempts)
+                LOG.debug("%s; retrying in %.1fs (attempt %d of %d)", t.error, delay, attempt + 1,
+                          self.retry.refused_attempts if t.refused else self.retry.max_attempts)
                 time.sleep(delay)
+            else:
+                if last is not None:
+                    LOG.info("%s; succeeded on attempt %d", last, attempt)
+                return result
 
 
 def _make_session(concurrency: int, user_agent: str, tls_verify: bool, ca_cert: str | Path | None,

@@ -96,7 +96,7 @@ def error_from_response(resp: requests.Response, action: str, *, login_hint: str
     """The exception for a failed response: ``action`` reads like ``registry H refused push of R``."""
     status = resp.status_code
     body = read_error_body(resp)
-    detail = describe_error_body(body, resp.headers.get("Content-Type", ""), status)
+    detail = with_status(describe_error_body(body, resp.headers.get("Content-Type", ""), status), status)
     codes = tuple(code for code, _ in parse_error_codes(body))
     message = f"{action}: {detail}"
     if status in (401, 403):
@@ -106,6 +106,16 @@ def error_from_response(resp: requests.Response, action: str, *, login_hint: str
     if status == 400 and b"HTTP request to an HTTPS server" in body:
         return RegistryHTTPError(f"{message}; the registry speaks HTTPS: drop --plain-http", status, codes)
     return RegistryHTTPError(message, status, codes)
+
+
+def with_status(detail: str, status: int) -> str:
+    """Name the HTTP status in every error: ``503 Service Unavailable``, ``blob_unknown: … (404 Not Found)``."""
+    text = _status_text(status)
+    if detail == text:
+        return f"{status} {text}"
+    if detail.startswith(text + " ("):
+        return f"{status} {detail}"
+    return f"{detail} ({status} {text})"
 
 
 def is_connection_refused(exc: BaseException) -> bool:
@@ -136,8 +146,8 @@ def describe_transport_error(exc: BaseException, registry: str, *, plain_http: b
                 "--plain-http (plain_http=True)")
     if isinstance(exc, requests.exceptions.SSLError):
         if any("CERTIFICATE_VERIFY_FAILED" in str(e) for e in _chain(exc)):
-            return (f"TLS certificate of {registry} could not be verified: pass its CA (--tls-cert / ca_cert) "
-                    "or, for a test registry only, --tls-verify=false")
+            return (f"TLS certificate of {registry} could not be verified: trust its CA with --tls-cert FILE "
+                    "(ca_cert= in the API) or, for a test registry only, --tls-verify=false")
         return f"TLS handshake with {registry} failed"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return f"connecting to {registry} timed out"

@@ -32,11 +32,24 @@ class RetryPolicy:
     max_elapsed: float = 120.0
     refused_attempts: int = 2
     refused_delay: float = 0.3
+    fixed_delay: float | None = None  # a constant pause between attempts (skopeo's --retry-delay), no backoff
+
+    @classmethod
+    def from_cli(cls, retry_times: int | None, retry_delay: float | None) -> RetryPolicy:
+        """skopeo's ``--retry-times N`` (retries after the first attempt) and ``--retry-delay SECONDS``; a flag
+        not given keeps the default."""
+        base = cls()
+        attempts = base.max_attempts if retry_times is None else retry_times + 1
+        return cls(max_attempts=attempts, fixed_delay=retry_delay,
+                   max_delay=max(base.max_delay, retry_delay or 0.0),
+                   max_elapsed=base.max_elapsed if retry_delay is None else max(base.max_elapsed, attempts * retry_delay))
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to sleep after failed attempt number ``attempt`` (1-based)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay)
+        if self.fixed_delay is not None:
+            return self.fixed_delay
         ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
 

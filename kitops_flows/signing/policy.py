@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import NotFoundError
 from ..reference import Reference
+from ..sources import SourceLike, as_source
 from .errors import SignatureError
 from .keys import VerifyKey, load_public_key
 from .verify import Verification, verify_attestation, verify_modelkit
-
-if TYPE_CHECKING:
-    from ..api import KitOpsClient
 
 
 @dataclass(frozen=True)
@@ -46,7 +43,7 @@ class SignaturePolicy:
     def fingerprints(self) -> tuple[str, ...]:
         return tuple(k.fingerprint for k in self.keys)
 
-    def check(self, client: KitOpsClient, reference: str) -> Verification:
+    def check(self, client: SourceLike, reference: str) -> Verification:
         """Verify ``reference`` (a registry reference); SignatureError with one line per failure."""
         result = verify_modelkit(client, reference, self.keys)
         if self.require_attestation:
@@ -57,7 +54,7 @@ class SignaturePolicy:
 KeySpec = SignaturePolicy | VerifyKey | str | bytes | Path
 
 
-def verified_reference(client: KitOpsClient, ref: Reference, policy: SignaturePolicy) -> Reference:
+def verified_reference(client: SourceLike, ref: Reference, policy: SignaturePolicy) -> Reference:
     """``ref`` pinned to a digest whose signature passed ``policy`` (local copy's digest if it has one)."""
     if ref.is_local_only:
         raise SignatureError(
@@ -66,7 +63,7 @@ def verified_reference(client: KitOpsClient, ref: Reference, policy: SignaturePo
     digest = ref.digest
     if digest is None:
         try:
-            digest = client.store.resolve(ref).digest  # what would be unpacked from the local store
+            digest = as_source(client).store.resolve(ref).digest  # what would be unpacked from the local store
         except NotFoundError:
             digest = None
     pinned = ref.with_reference(digest) if digest else ref

@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import KitopsError, NotFoundError
+from ..errors import KitopsError
+from ..sources import SourceLike, as_source
 from .dsse import DSSE_MEDIA_TYPE, SIGN_PREDICATE, SLSA_PROVENANCE_V1, attestation_statement, bundle, envelope
 from .keys import SigningKey
 from .layout import PREDICATE_ANNOTATION, SIGNATURE_ANNOTATION, Layer, attestation_tag, signature_tag
 from .payload import SIMPLE_SIGNING_MEDIA_TYPE, simple_signing_payload
 from .placement import MODES, SignatureRepository, StoredLayer
 from .target import SigningTarget, resolve_target
-
-if TYPE_CHECKING:
-    from ..api import KitOpsClient
 
 LOG = logging.getLogger("kitops_flows")
 
@@ -52,9 +50,13 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def sign_modelkit(client: KitOpsClient, reference: str, key: SigningKey, *, mode: str = "auto",
-                  attest: bool = True, annotations: Mapping[str, str] | None = None) -> SignResult:
+def sign_modelkit(client: SourceLike, reference: str, key: SigningKey, *, mode: str = "auto",
+                  attest: bool = True, annotations: Mapping[str, str] | None = None,
+                  provenance: Callable[[str], Mapping[str, Any] | None] | None = None) -> SignResult:
     """Sign ``reference`` (a ModelKit already in its registry); also attest its provenance when it has one.
+
+    ``provenance(pinned)`` returns the ModelKit's verified provenance statement, or None when it has
+    none (``KitOpsClient.sign`` passes the lineage reader); without it nothing is attested.
 
     ``mode``: ``tag`` (``sha256-<hex>.sig``/``.att``), ``referrers`` (Sigstore bundles as OCI 1.1
     referrers, with the ``sha256-<hex>`` index on registries without the API), or ``auto``:
@@ -64,11 +66,11 @@ def sign_modelkit(client: KitOpsClient, reference: str, key: SigningKey, *, mode
     if mode not in MODES:
         raise KitopsError(f"unknown signature mode {mode!r}: use one of {', '.join(MODES)}")
     target = resolve_target(client, reference, "sign")
-    repo = SignatureRepository(client.registry_client(target.registry), target.repository)
+    repo = SignatureRepository(as_source(client).registry(target.registry), target.repository)
     api = repo.has_referrers_api(target.digest)
     if mode == "auto":
         mode = "referrers" if api else "tag"
-    statement = _provenance_attestation(client, target)
+    statement = _provenance_attestation(provenance, target)
     if mode == "tag":
         added, where = _sign_tag(repo, target, key, annotations)
         att = _attest_tag(repo, target, key, statement) if attest and statement else None
@@ -121,13 +123,11 @@ def _attest_tag(repo: SignatureRepository, target: SigningTarget, key: SigningKe
     return f"{target.docker_reference}:{tag}"
 
 
-def _provenance_attestation(client: KitOpsClient, target: SigningTarget) -> bytes | None:
+def _provenance_attestation(provenance: Callable[[str], Mapping[str, Any] | None] | None,
+                            target: SigningTarget) -> bytes | None:
     """cosign's attestation statement around the ModelKit's SLSA provenance predicate, if it has one."""
-    from ..lineage import read_provenance
-
-    try:
-        statement = read_provenance(client, target.pinned)
-    except NotFoundError:
+    statement = provenance(target.pinned) if provenance is not None else None
+    if statement is None:
         return None
     return attestation_statement(target.docker_reference, target.digest, statement.get("predicate") or {},
                                  str(statement.get("predicateType") or SLSA_PROVENANCE_V1))

@@ -8,14 +8,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..errors import KitopsError, NotFoundError
 from ..mediatypes import OCI_MANIFEST
 from ..reference import parse_reference
-
-if TYPE_CHECKING:
-    from ..api import KitOpsClient
+from ..sources import SourceLike, as_source
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ class SigningTarget:
         return {"mediaType": self.media_type, "size": self.size, "digest": self.digest}
 
 
-def resolve_target(client: KitOpsClient, reference: str, action: str) -> SigningTarget:
+def resolve_target(client: SourceLike, reference: str, action: str) -> SigningTarget:
     """Resolve a registry reference to its manifest (one GET: digest and size); refuse local-only ones."""
     ref = parse_reference(reference)
     if ref.is_local_only:
@@ -48,7 +45,7 @@ def resolve_target(client: KitOpsClient, reference: str, action: str) -> Signing
             f"cannot {action} {ref.display()}: signatures live in a registry and this reference names none; "
             f"use registry.example.com/{ref.repository}:{ref.tag or 'latest'} (push the ModelKit first)"
         )
-    rc = client.registry_client(ref.registry)
+    rc = as_source(client).registry(ref.registry)
     try:
         fetched = rc.get_manifest(ref.repository, ref.reference)  # verified against a digest reference
     except NotFoundError:

@@ -21,9 +21,10 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import DigestMismatchError, KitopsError
+from ..sources import SourceLike, as_source
 from .dsse import PAYLOAD_TYPE, Envelope, parse_bundle, parse_envelope, parse_statement, predicate_uri
 from .errors import SignatureError
 from .keys import VerifyKey
@@ -31,9 +32,6 @@ from .layout import SIGNATURE_ANNOTATION, attestation_tag, signature_tag
 from .payload import parse_simple_signing
 from .placement import SignatureRepository, StoredLayer
 from .target import SigningTarget, resolve_target
-
-if TYPE_CHECKING:
-    from ..api import KitOpsClient
 
 
 @dataclass(frozen=True)
@@ -73,23 +71,23 @@ def _env_signer(keys: list[VerifyKey], env: Envelope) -> VerifyKey | None:
     return next((k for k in keys for sig, _ in env.signatures if k.verify(sig, data)), None)
 
 
-def verify_modelkit(client: KitOpsClient, reference: str, keys: VerifyKey | Sequence[VerifyKey], *,
+def verify_modelkit(client: SourceLike, reference: str, keys: VerifyKey | Sequence[VerifyKey], *,
                     annotations: Mapping[str, str] | None = None) -> Verification:
     """``cosign verify --key``: pass if at least one signature of the digest verifies; else SignatureError."""
     target = resolve_target(client, reference, "verify")
     return _run(client, target, _keys(keys), annotations or {}, predicate=None)
 
 
-def verify_attestation(client: KitOpsClient, reference: str, keys: VerifyKey | Sequence[VerifyKey], *,
+def verify_attestation(client: SourceLike, reference: str, keys: VerifyKey | Sequence[VerifyKey], *,
                        predicate_type: str = "slsaprovenance1") -> Verification:
     """``cosign verify-attestation --key --type``: a verified statement of that predicate type must exist."""
     target = resolve_target(client, reference, "verify the attestation of")
     return _run(client, target, _keys(keys), {}, predicate=predicate_uri(predicate_type))
 
 
-def _run(client: KitOpsClient, target: SigningTarget, keys: list[VerifyKey], annotations: Mapping[str, str],
+def _run(client: SourceLike, target: SigningTarget, keys: list[VerifyKey], annotations: Mapping[str, str],
          predicate: str | None) -> Verification:
-    repo = SignatureRepository(client.registry_client(target.registry), target.repository)
+    repo = SignatureRepository(as_source(client).registry(target.registry), target.repository)
     failures: list[str] = []
     passed: list[VerifyKey] = []
     bundles = _parseable_bundles(repo, target, failures)
