@@ -547,7 +547,12 @@ class KitOpsClient:
 
             ref = verified_reference(self, ref, policy)
         parsed = parse_filter_list(filters)
-        loaded, _ = self.source.selected_layers(ref, parsed)
+        try:
+            loaded, _ = self.source.selected_layers(ref, parsed)
+        except NotFoundError as e:
+            from .indexes import index_instead
+
+            raise index_instead(self, ref, e, "unpack") from None
         result = unpack_layers(
             self.store, loaded.manifest, loaded.kitfile, dest, filters=parsed, existing=existing,
             write_kitfile=write_kitfile and loaded.kitfile_in_artifact, what=str(ref.display()),
@@ -622,11 +627,11 @@ class KitOpsClient:
         """Extract the selected layers to ``s3://bucket/prefix/`` (verified first); returns an S3UnpackResult.
 
         ``existing`` ("error", "overwrite", "skip") decides about keys holding other bytes; ``delete``
-        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3_write``).
+        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3.write``).
 
         >>> kit.unpack_to_s3(mk.pinned, ["datasets:train"], "s3://serving/churn/")   # doctest: +SKIP
         """
-        from .s3 import unpack_to_s3
+        from .unpack_s3 import unpack_to_s3
 
         return unpack_to_s3(self, reference, filters, dest, existing=existing, delete=delete)
 

@@ -55,9 +55,9 @@ def s3_errors(uri: str, action: str) -> Iterator[None]:
     except Exception as e:
         if type(e).__module__.split(".")[0] not in ("botocore", "boto3", "s3transfer"):
             raise
-        from .s3 import _s3_error
+        from .s3 import s3_error
 
-        raise _s3_error(e, uri, action) from e
+        raise s3_error(e, uri, action) from e
 
 
 def _cmd_pack(original: Command) -> Command:

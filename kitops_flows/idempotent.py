@@ -49,6 +49,7 @@ from .reference import Reference, parse_reference
 
 if TYPE_CHECKING:
     from .api import KitOpsClient
+    from .lineage import StageEvent
 
 LOG = logging.getLogger("kitops_flows")
 
@@ -301,5 +302,55 @@ def pack_if_changed(client: KitOpsClient, context_dir: Path | str, *, reference:
     return out.descriptor, out.packed
 
 
+def reachable(client: KitOpsClient, desc: ModelKitDescriptor, *, local_only: bool = False) -> bool:
+    """True while a ModelKit can still be used: complete in the local store, or (unless ``local_only``)
+    in its registry repository. Caches of pack results (Prefect) are valid only while this holds."""
+    store = client.store
+    if store.has_blob(desc.digest) and store.has_blob(desc.config_digest) and all(
+            store.has_blob(layer.digest, layer.size) for layer in desc.layers):
+        return True
+    if local_only or parse_reference(desc.pinned).is_local_only:
+        return False
+    try:
+        return client.registry_client(desc.registry).manifest_digest(desc.repository, desc.digest) == desc.digest
+    except KitopsError as e:
+        LOG.info("Could not check %s in its registry (%s): treating it as unreachable", desc.pinned, e)
+        return False
+
+
+def push_unless_there(client: KitOpsClient, modelkit: ModelKitDescriptor | str, destination: str | None = None, *,
+                      immutable: bool | None = None) -> PushResult:
+    """``push_result``; a ModelKit gone from the local store whose digest the destination tag already holds is
+    a no-op (a fresh worker re-running a push of yesterday's pack), not a NotFoundError."""
+    source = modelkit.reference if isinstance(modelkit, ModelKitDescriptor) else modelkit
+    try:
+        return client.push_result(source, destination, immutable=immutable)
+    except NotFoundError:
+        if not isinstance(modelkit, ModelKitDescriptor):
+            raise
+        dst = parse_reference(destination or source)
+        if dst.is_local_only or client.remote_digest(str(dst)) != modelkit.digest:
+            raise
+        LOG.info("%s is not in the local store, but %s already holds it: nothing to push", modelkit.pinned, dst)
+        tags = tuple(dst.tags) if not dst.is_digest else ()
+        return PushResult(replace(modelkit, registry=dst.registry, repository=dst.repository, tags=tags),
+                          new_to_repository=False)
+
+
+def promote_unless_there(client: KitOpsClient, reference: str, stage: str, **options: Any) -> tuple[StageEvent, bool]:
+    """``lineage.promote`` unless the stage tag already holds the ModelKit: then its last stage event and False."""
+    from .lineage import history, pin, promote, where
+
+    node = pin(client, reference)
+    current = where(client, node.repo_path, stage)
+    if current is not None and current.digest == node.digest:
+        for event in history(client, node.repo_path):
+            if event.stage == stage and event.digest == node.digest:
+                LOG.info("%s is already in %s: not promoting again", node.pinned, stage)
+                return event, False
+    return promote(client, reference, stage, **options), True
+
+
 __all__ = ["BUILD_METADATA", "KnownModelKit", "PackOutcome", "content_key", "find_identical", "pack_and_push",
-           "pack_if_changed", "recorded_fingerprints", "reuse_identical", "same_content"]
+           "pack_if_changed", "promote_unless_there", "push_unless_there", "reachable", "recorded_fingerprints",
+           "reuse_identical", "same_content"]

@@ -6,6 +6,7 @@
 - ``KitPackOperator``, ``KitPushOperator``, ``KitPullOperator``, ``KitUnpackOperator``, ``KitPromoteOperator``
 - ``ModelKitSensor`` / ``ModelKitTrigger`` (deferrable): wait for a tag to appear or move
 - ``modelkit_asset(reference)``: the ``oci://registry/repository`` asset a push emits events for
+- ``modelkit_alias(reference)``: the alias operators emit through, only when a digest is new to the repository
 
 Names are imported lazily, so Airflow's provider discovery (``get_provider_info``) stays cheap.
 """
@@ -26,6 +27,7 @@ _EXPORTS = {
     "KitPromoteOperator": "operators",
     "ModelKitSensor": "sensors",
     "ModelKitTrigger": "triggers",
+    "modelkit_alias": "assets",
     "modelkit_asset": "assets",
     "pinned_from_events": "assets",
 }

@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetAlias
 
 from kitops_flows.api import ModelKitDescriptor
 from kitops_flows.reference import parse_reference
@@ -31,6 +31,8 @@ from kitops_flows.reference import parse_reference
 SCHEME = "oci"
 #: Asset group shown in the Airflow UI (``Asset.group``): these assets are models.
 GROUP = "model"
+#: Name prefix of the per-repository AssetAlias that only new digests go through (``modelkit_alias``).
+ALIAS_PREFIX = "kitops-new-versions:"
 
 
 def repository_uri(reference: str) -> str:
@@ -52,6 +54,21 @@ def modelkit_asset(reference: str) -> Asset:
     """
     uri = repository_uri(reference)
     return Asset(name=uri, uri=uri, group=GROUP)
+
+
+def modelkit_alias(reference: str) -> AssetAlias:
+    """The alias through which ModelKit operators emit the repository's asset event only for a new digest.
+
+    Operators add ``modelkit_alias(reference)`` to their outlets when the reference is static. An event
+    goes through it only when the pushed digest is new to the repository, so re-running unchanged
+    content triggers nothing downstream. DAGs are still scheduled on ``modelkit_asset(...)``. To get an
+    event on every successful run instead, declare ``outlets=[modelkit_asset(...)]`` (an Asset always
+    gets an event when its task succeeds), or pass ``force_asset_event=True``.
+
+    >>> modelkit_alias("127.0.0.1:5000/team/churn:v3").name
+    'kitops-new-versions:oci://127.0.0.1:5000/team/churn'
+    """
+    return AssetAlias(name=f"{ALIAS_PREFIX}{repository_uri(reference)}", group=GROUP)
 
 
 def create_asset(
@@ -143,6 +160,7 @@ def pinned_from_events(triggering_asset_events: Mapping[Any, Iterable[Any]], ass
 
 
 __all__ = [
-    "GROUP", "SCHEME", "convert_asset_to_openlineage", "create_asset", "descriptor_uri", "event_extra", "modelkit_asset",
+    "ALIAS_PREFIX", "GROUP", "SCHEME", "convert_asset_to_openlineage", "create_asset", "descriptor_uri", "event_extra",
+    "modelkit_alias", "modelkit_asset",
     "pinned_from_events", "repository_uri", "sanitize_uri",
 ]

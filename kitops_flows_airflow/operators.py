@@ -14,8 +14,12 @@ consume ``pinned``, not a moving tag::
                       dest="/srv/churn")
 
 Pushes emit an asset event for ``oci://<registry>/<repository>`` (see ``assets.py``) with the
-digest and tag in its ``extra``; the Airflow run (dag, run, task, try, logical date) is recorded in
-the ModelKit's provenance automatically.
+digest and tag in its ``extra``, only when the digest is new to that repository: re-running a
+logical date, or a nightly run with unchanged inputs, lands on the same digest (same content, same
+ModelKit), pushes nothing and triggers nothing, also with immutable tags. ``force_asset_event=True``
+(or declaring ``outlets=[modelkit_asset(...)]``) emits one on every successful run. The Airflow run
+(dag, run, task, try, logical date) is recorded in the ModelKit's provenance automatically, one
+record per run.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from kitops_flows.api import ModelKitDescriptor
+from kitops_flows.idempotent import pack_and_push
 from kitops_flows.indexes import select_variant
 from kitops_flows.kitfile_args import KitfileArguments
 from kitops_flows.lineage import RunContext, promote
 from kitops_flows.reference import parse_reference
 
-from .assets import GROUP, descriptor_uri, event_extra, modelkit_asset, pinned_from_events
+from .assets import GROUP, descriptor_uri, event_extra, modelkit_alias, modelkit_asset, pinned_from_events
 from .hooks import KitOpsHook, KitOpsHookMixin
 
 if TYPE_CHECKING:
@@ -92,19 +97,22 @@ class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
     :param kitops_conn_id: a ``kitops`` (or ``docker``) connection; ``None`` for no connection.
     :param kitops_home: local ModelKit store for this task (overrides the connection's); a template such as
         ``/scratch/kitops/{task_id}``, or ``ephemeral`` for a throwaway store (see ``stores.py``).
+    :param force_asset_event: emit the repository's asset event through AssetAlias outlets even when
+        the digest is not new to the repository (declared Asset outlets always get one).
     """
 
     template_fields: Sequence[str] = ("kitops_conn_id", "kitops_home")
     ui_color = "#dfe9ff"
 
     def __init__(self, *, kitops_conn_id: str | None = KitOpsHook.default_conn_name,
-                 kitops_home: str | None = None, **kwargs: Any) -> None:
+                 kitops_home: str | None = None, force_asset_event: bool = False, **kwargs: Any) -> None:
         # each key of the returned dict is also its own XCom, so pack.output["pinned"] resolves under a
         # real scheduler (XComArg["key"] reads the XCom named "key", not a key of return_value)
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.kitops_conn_id = kitops_conn_id
         self.kitops_home = kitops_home
+        self.force_asset_event = force_asset_event
 
     # -- lineage / assets ---------------------------------------------------------------------------
     def _collector(self) -> Any:
@@ -118,8 +126,13 @@ class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
     def _lineage_output(self, uri: str, extra: dict[str, Any]) -> None:
         self._collector().add_output_asset(context=self.hook, uri=uri, name=uri, asset_extra=extra)
 
-    def _emit_asset_event(self, context: Context, descriptor: ModelKitDescriptor, **more: Any) -> None:
-        """Fill the outlet events of the pushed repository (declared Asset, or through an AssetAlias)."""
+    def _emit_asset_event(self, context: Context, descriptor: ModelKitDescriptor, *, new: bool = True,
+                          **more: Any) -> None:
+        """Fill the outlet events of the pushed repository (declared Asset, or through an AssetAlias).
+
+        ``new``: the digest is new to the repository. Otherwise nothing goes through the AssetAlias
+        outlets (unless ``force_asset_event``); a declared Asset gets its event from Airflow anyway.
+        """
         uri = descriptor_uri(descriptor)
         extra = event_extra(descriptor, **more)
         events = context["outlet_events"]
@@ -129,8 +142,12 @@ class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
                 events[outlet].extra.update(extra)
                 matched = True
             elif isinstance(outlet, AssetAlias):
-                events[outlet].add(Asset(name=uri, uri=uri, group=GROUP), extra=extra)
                 matched = True
+                if new or self.force_asset_event:
+                    events[outlet].add(Asset(name=uri, uri=uri, group=GROUP), extra=extra)
+                else:
+                    self.log.info("%s is not new to %s: no asset event (force_asset_event=True to emit one)",
+                                  descriptor.pinned, uri)
         if not matched and any(isinstance(o, Asset) and o.uri.startswith("oci://") for o in self.outlets):
             self.log.warning("pushed %s, which matches none of this task's oci:// outlets", uri)
         self._lineage_output(uri, {"digest": descriptor.digest})
@@ -143,10 +160,11 @@ def _auto_outlets(reference: object, outlets: Any, emit_asset: bool) -> list[Any
         return declared
     if reference.startswith((":", "@")):
         return declared  # completed from the connection at run time: declare outlets explicitly
-    asset = modelkit_asset(reference)
-    if asset.uri.startswith("oci://localhost/") or any(getattr(o, "uri", None) == asset.uri for o in declared):
+    asset, alias = modelkit_asset(reference), modelkit_alias(reference)
+    if asset.uri.startswith("oci://localhost/") or any(
+            getattr(o, "uri", None) == asset.uri or getattr(o, "name", None) == alias.name for o in declared):
         return declared
-    return [*declared, asset]
+    return [*declared, alias]  # an alias: only a digest new to the repository emits an event
 
 
 class KitPackOperator(KitOpsBaseOperator):
@@ -159,15 +177,20 @@ class KitPackOperator(KitOpsBaseOperator):
     :param reference: ``registry/repo:tag`` (``":tag"`` = the connection's default repository).
     :param sources: extra Kitfile entry -> ``s3://`` mapping (see ``KitOpsClient.pack``).
     :param parents: parent ModelKits: references or descriptors from upstream XCom.
-    :param push: push after packing; the task then emits the repository's asset event.
-    :param emit_asset: add ``modelkit_asset(reference)`` to the outlets when the reference is
-        static (templated references: declare ``outlets=[modelkit_asset(...)]`` or an AssetAlias).
-    :return: ``ModelKitDescriptor.to_dict()``.
+    :param push: push after packing; the task then emits the repository's asset event if the digest
+        is new to the repository.
+    :param emit_asset: add ``modelkit_alias(reference)`` to the outlets when the reference is
+        static (templated references: declare ``outlets=[modelkit_alias(...)]``).
+    :param skip_if_unchanged: do not pack when the ModelKit the reference's tag holds was built from the
+        same inputs (local files, S3 object versions, Kitfile, options); see ``idempotent.pack_and_push``.
+    :param previous: earlier versions (references or descriptors): identical content reuses their digest.
+    :return: ``ModelKitDescriptor.to_dict()`` plus ``packed`` (False: skipped as unchanged) and
+        ``new_to_repository``.
     """
 
     template_fields: Sequence[str] = (
         *KitOpsBaseOperator.template_fields, "annotations", "code", "context_dir", "datasets", "docs",
-        "kitfile", "model", "package", "parents", "reference", "sources",
+        "kitfile", "model", "package", "parents", "previous", "reference", "sources",
     )
     template_fields_renderers = {"datasets": "json", "sources": "json", "package": "json", "annotations": "json"}
 
@@ -189,6 +212,8 @@ class KitPackOperator(KitOpsBaseOperator):
         annotations: Mapping[str, str] | None = None,
         record_lineage: bool = True,
         emit_asset: bool = True,
+        skip_if_unchanged: bool = False,
+        previous: Any = None,
         **kwargs: Any,
     ) -> None:
         if push:
@@ -209,6 +234,8 @@ class KitPackOperator(KitOpsBaseOperator):
         self.annotations = dict(annotations or {})
         self.record_lineage = record_lineage
         self.emit_asset = emit_asset
+        self.skip_if_unchanged = skip_if_unchanged
+        self.previous = previous
 
     def execute(self, context: Context) -> dict[str, Any]:
         args = KitfileArguments(model=self.model, datasets=self.datasets, code=self.code, docs=self.docs,
@@ -226,19 +253,22 @@ class KitPackOperator(KitOpsBaseOperator):
             context_dir = Path(self.context_dir)
         reference = self.hook.qualify(self.reference) if (self.reference or self.push) else None
         parents = parent_references(self.parents)
-        descriptor = self.client.pack(
-            context_dir, kitfile=kitfile, reference=reference, compression=self.compression,
+        outcome = pack_and_push(
+            self.client, context_dir, kitfile=kitfile, reference=reference, compression=self.compression,
             annotations=self.annotations, sources=sources or None, run=run_context(context),
             parents=parents, record_lineage=self.record_lineage, push=self.push,
+            skip_if_unchanged=self.skip_if_unchanged, previous=parent_references(self.previous),
         )
-        self.log.info("Packed %s (%d layers, %d bytes)", descriptor.pinned, len(descriptor.layers), descriptor.size)
+        descriptor = outcome.descriptor
+        self.log.info("%s %s (%d layers, %d bytes)", "Packed" if outcome.packed else "Inputs unchanged, kept",
+                      descriptor.pinned, len(descriptor.layers), descriptor.size)
         for uri in sources.values():
             self._lineage_input(uri)
         for parent in parents:
             self._lineage_input(modelkit_asset(parent).uri)
         if self.push:
-            self._emit_asset_event(context, descriptor)
-        return descriptor.to_dict()
+            self._emit_asset_event(context, descriptor, new=outcome.new_to_repository)
+        return {**descriptor.to_dict(), "packed": outcome.packed, "new_to_repository": outcome.new_to_repository}
 
 
 class KitPushOperator(KitOpsBaseOperator):
@@ -263,9 +293,9 @@ class KitPushOperator(KitOpsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         source = self.hook.qualify(self.source)
         destination = self.hook.qualify(self.destination) if self.destination else None
-        descriptor = self.client.push(source, destination, immutable=self.immutable)
-        self._emit_asset_event(context, descriptor)
-        return descriptor.to_dict()
+        result = self.client.push_result(source, destination, immutable=self.immutable)
+        self._emit_asset_event(context, result.descriptor, new=result.new_to_repository)
+        return {**result.descriptor.to_dict(), "new_to_repository": result.new_to_repository}
 
 
 class KitPullOperator(KitOpsBaseOperator):

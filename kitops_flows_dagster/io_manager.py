@@ -30,6 +30,13 @@ through the local blob cache, and extracted once per ModelKit digest and selecti
 ``path`` (files only, nothing unpickled), ``layers`` (``Layer`` objects to re-pack) or
 ``descriptor`` (the ModelKitDescriptor, no layer pulled; also chosen by annotating the input
 ``ModelKitDescriptor``). Unknown keys are an error.
+
+Same inputs, same ModelKit: re-materialising unchanged content gives the same manifest digest (the
+pack reuses the ModelKit at the tag, in the local store or of the asset's last materialisation), so
+the ``DataVersion`` stays and Dagster's staleness reports downstream assets FRESH; the push then
+uploads nothing. Loading does not depend on one instance's event log: with no materialisation
+recorded, an input resolves (asset key, partition) to its registry tag (``tag_template``; a
+template using ``{run_id}`` cannot be resolved that way).
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from pydantic import Field
 
 from kitops_flows.api import KitOpsClient, ModelKitDescriptor
 from kitops_flows.errors import KitopsError, NotFoundError
+from kitops_flows.idempotent import pack_and_push
 from kitops_flows.lineage import graph
 
 from .contents import Layer, ModelKitContents, serializers_of, stage
@@ -140,15 +148,16 @@ class ModelKitIOManager(ConfigurableIOManager):
         run = run_context(run_id=context.run_id, job_name=context.job_name, asset_key=key.to_user_string(),
                           partition=partition, code_version=code_version, attempt=_attempt(context))
         parents = _loaded_parents(context)
+        previous = _previous_version(context, key, partition)
         with tempfile.TemporaryDirectory(prefix="kitops-dagster-") as tmp:
             staged = stage(contents, Path(tmp), default_name=key.path[-1], default_serializer=self.serializer,
                            what=what)
             try:
-                return client.pack(
-                    staged.context_dir, kitfile=staged.kitfile, reference=reference,
+                return pack_and_push(
+                    client, staged.context_dir, kitfile=staged.kitfile, reference=reference,
                     sources=staged.sources or None, annotations=staged.annotations, run=run, parents=parents,
-                    push=bool(self.kitops.registry),
-                )
+                    push=bool(self.kitops.registry), previous=previous,
+                ).descriptor
             except KitopsError as e:
                 raise type(e)(f"{what}: could not store ModelKit {reference}: {e}") from e
 
@@ -231,13 +240,35 @@ class ModelKitIOManager(ConfigurableIOManager):
                 ref = self.kitops.reference_for(key.path, str(client.inspect(ref, remote=True)["digest"]))
             return client.resolve(ref)
         recorded = _latest_descriptor(context, key, partition)
-        if recorded is None:
-            raise NotFoundError(
-                f"{what}: {key.to_user_string()} has no ModelKit materialisation"
-                f"{f' for partition {partition!r}' if partition else ''}; materialise it first, or pin one with "
-                "AssetIn(metadata={'kitops': {'digest': 'sha256:…'}}) or {'tag': '…'}"
-            )
-        return recorded
+        if recorded is not None:
+            return recorded
+        tagged = self._from_registry_tag(context, client, partition)
+        if tagged is not None:
+            return tagged
+        raise NotFoundError(
+            f"{what}: {key.to_user_string()} has no ModelKit materialisation"
+            f"{f' for partition {partition!r}' if partition else ''} in this instance, and its tag cannot be "
+            "resolved in the registry; materialise it first, or pin one with "
+            "AssetIn(metadata={'kitops': {'digest': 'sha256:…'}}) or {'tag': '…'}"
+        )
+
+    def _from_registry_tag(self, context: InputContext, client: KitOpsClient, partition: str) -> ModelKitDescriptor | None:
+        """The ModelKit (asset key, partition) maps to by its tag, pinned: another instance may have materialised it."""
+        template = self.tag_template if partition else self.unpartitioned_tag_template
+        if not self.kitops.registry or "{run_id" in template:
+            return None  # a run-id tag names one run, not "the latest" of this asset
+        key = context.asset_key
+        try:
+            code_version = _code_version(context.upstream_output) if context.upstream_output is not None else ""
+        except Exception:  # noqa: BLE001 - no upstream spec here: templates without {code_version} still resolve
+            code_version = ""
+        tag = tag_for(template, partition=partition, asset=key.path[-1], code_version=code_version)
+        digest = client.remote_digest(self.kitops.reference_for(key.path, tag))
+        if digest is None:
+            return None
+        context.log.info(f"{key.to_user_string()}: no materialisation recorded here; using its registry tag "
+                         f"{tag} = {digest}")
+        return client.resolve(self.kitops.reference_for(key.path, digest))
 
     def _unpacked(self, client: KitOpsClient, desc: ModelKitDescriptor, filters: Sequence[str],
                   what: str) -> tuple[list[tuple[str, str, str]], Path]:
@@ -273,6 +304,22 @@ def _latest_descriptor(context: InputContext, key: AssetKey, partition: str) -> 
         if materialization is not None:
             return descriptor_from_metadata(materialization.metadata)
     return None
+
+def _previous_version(context: OutputContext, key: AssetKey, partition: str) -> list[str]:
+    """The asset's last recorded ModelKit (same partition): identical content keeps its digest, even when
+    the tag differs (``{run_id}`` tags) and the local store is empty."""
+    try:
+        instance = context.step_context.instance
+    except DagsterInvariantViolationError:
+        return []
+    records_filter = AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
+    for record in instance.fetch_materializations(records_filter, limit=1).records:
+        materialization = record.asset_materialization
+        desc = descriptor_from_metadata(materialization.metadata) if materialization is not None else None
+        if desc is not None:
+            return [desc.pinned]
+    return []
+
 
 def _loaded_parents(context: OutputContext) -> list[str]:
     """ModelKits this step loaded through a ModelKitIOManager (recorded on its LOADED_INPUT events)."""

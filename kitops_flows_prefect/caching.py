@@ -17,6 +17,10 @@ Parents should be pinned (``repo@sha256:…``): a moving tag is hashed as its te
 
     pack = pack_modelkit.with_options(cache_expiration=timedelta(days=30))   # keep the policy, bound it
     pack_modelkit.with_options(refresh_cache=True)                           # force a re-pack
+
+A cached result is used only while its ModelKit is reachable (complete in the local store, or in its
+registry; ``idempotent.reachable``). When it is gone (a fresh worker's empty store, a deleted tag) the
+key moves on to the next slot of a short chain, so the task packs again and caches the new result there.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
 import kitops_flows
+import kitops_flows.api
 from kitops_flows.api import source_fingerprints
 from kitops_flows.digests import file_digest
 from kitops_flows.worker_store import EPHEMERAL
@@ -159,16 +164,58 @@ def modelkit_inputs_key(inputs: Mapping[str, Any]) -> str | None:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
+#: How many unreachable cached results in a row a key steps over before giving up (then it packs uncached).
+MAX_STALE_SLOTS = 8
+
+
+def _slot(key: str, n: int) -> str:
+    return key if n == 0 else hashlib.sha256(f"{key}:stale:{n}".encode()).hexdigest()
+
+
+def _cached_is_reachable(record_result: Any, inputs: Mapping[str, Any]) -> bool:
+    """Whether a cached pack result still names a usable ModelKit (any other result: trust it)."""
+    from kitops_flows.api import ModelKitDescriptor
+    from kitops_flows.idempotent import reachable
+
+    if not isinstance(record_result, ModelKitDescriptor):
+        return True
+    block = resolve_registry(inputs.get("registry"))
+    client = block.get_client() if block is not None else kitops_flows.api.KitOpsClient()
+    return reachable(client, record_result)
+
+
+def reachable_key(task_ctx: TaskRunContext | None, key: str, inputs: Mapping[str, Any]) -> str | None:
+    """``key``, or the next slot after cached results whose ModelKit is no longer reachable."""
+    store = getattr(task_ctx, "result_store", None)
+    if store is None:
+        return key
+    for n in range(MAX_STALE_SLOTS):
+        slot = _slot(key, n)
+        try:
+            if not store.exists(slot):
+                return slot
+            result = store.read(slot).result
+        except Exception as exc:  # noqa: BLE001 - an unreadable record: let Prefect's own lookup decide
+            LOG.debug("cache key: record %s unreadable (%s)", slot, exc)
+            return slot
+        if _cached_is_reachable(result, inputs):
+            return slot
+        LOG.info("Cached ModelKit %s is no longer reachable (store or registry): packing again",
+                 getattr(result, "pinned", result))
+    return None
+
+
 @dataclass
 class ModelKitInputs(CachePolicy):
-    """Prefect cache policy keyed on a pack's content digests (see the module docstring)."""
+    """Prefect cache policy keyed on a pack's content digests, valid while the ModelKit is reachable."""
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> str | None:
-        return modelkit_inputs_key(inputs)
+        key = modelkit_inputs_key(inputs)
+        return reachable_key(task_ctx, key, inputs) if key is not None else None
 
 
 MODELKIT_INPUTS = ModelKitInputs()
 
-__all__ = ["MODELKIT_INPUTS", "ModelKitInputs", "modelkit_inputs_key", "s3_sources_digest",
+__all__ = ["MODELKIT_INPUTS", "ModelKitInputs", "modelkit_inputs_key", "reachable_key", "s3_sources_digest",
            "tree_digest"]

@@ -50,6 +50,7 @@ from kitops_flows.errors import (
     TagExistsError,
     UnpackError,
 )
+from kitops_flows.idempotent import pack_and_push, promote_unless_there, push_unless_there
 from kitops_flows.lineage import StageEvent
 
 from .artifacts import TransferProgress, artifact_key, push_summary
@@ -195,7 +196,10 @@ def pack_modelkit(
     """Pack ``context_dir`` (its Kitfile, or ``kitfile``) into a ModelKit; push it when ``push``.
 
     Cached on content: a re-run with the same files, S3 object versions, reference and options
-    returns the earlier ModelKit without packing (task state ``Cached``). ``sources`` maps Kitfile
+    returns the earlier ModelKit without packing (task state ``Cached``), as long as that ModelKit is
+    still reachable (in the local store, or in its registry); otherwise it packs again. Packing the
+    same content again gives the same digest, and a push of a digest the tag already holds is a
+    no-op: no upload, no artifact, no event. ``sources`` maps Kitfile
     entries to ``s3://`` objects or prefixes streamed into their layers. The flow run, task run and
     deployment are recorded in the ModelKit's provenance; ``parents`` (pinned references) too.
     A push also creates the repository's markdown artifact and the ``kitops.modelkit.pushed`` event.
@@ -207,14 +211,14 @@ def pack_modelkit(
     block = resolve_registry(registry)
     ref = _qualify(block, reference)
     with _session(block, progress_artifact, _progress_key(ref)) as s:
-        desc = s.client.pack(
-            context_dir, kitfile=kitfile, reference=ref, compression=compression, layer_format=layer_format,
+        outcome = pack_and_push(
+            s.client, context_dir, kitfile=kitfile, reference=ref, compression=compression, layer_format=layer_format,
             annotations=annotations, sources=sources, run=prefect_run_context() if record_lineage else None,
             parents=parents, record_lineage=record_lineage, push=push,
         )
-        if push:
-            announce_push(s.client, desc, secrets=s.secrets)
-    return desc
+        if outcome.new_to_repository:  # a digest the repository already held is not news
+            announce_push(s.client, outcome.descriptor, secrets=s.secrets)
+    return outcome.descriptor
 
 
 @task(name="push-modelkit", **_RETRY_OPTIONS)
@@ -232,15 +236,18 @@ def push_modelkit(
     ``modelkit`` is what ``pack_modelkit`` returned or a local reference. ``destination``
     defaults to the reference itself; with a block, a local-only reference (``team/churn:v3``)
     goes to the block's registry under the same repository and tag. ``immutable`` overrides the
-    block's ``immutable_tags``. Creates the repository's artifact and emits ``kitops.modelkit.pushed``.
+    block's ``immutable_tags``. Creates the repository's artifact and emits ``kitops.modelkit.pushed`` when
+    the digest is new to the repository; pushing a digest the tag already holds is a no-op (also when
+    the local store no longer has it, e.g. on a fresh worker), with no artifact and no event.
     """
     block = resolve_registry(registry)
     source = modelkit.reference if isinstance(modelkit, ModelKitDescriptor) else modelkit
     dest = _push_destination(block, source, destination)
     with _session(block, progress_artifact, _progress_key(dest)) as s:
-        desc = s.client.push(source, dest, immutable=immutable)
-        announce_push(s.client, desc, secrets=s.secrets, lineage_depth=lineage_depth)
-    return desc
+        result = push_unless_there(s.client, modelkit, dest, immutable=immutable)
+        if result.new_to_repository:
+            announce_push(s.client, result.descriptor, secrets=s.secrets, lineage_depth=lineage_depth)
+    return result.descriptor
 
 
 def _push_destination(block: KitOpsRegistry | None, source: str, destination: str | None) -> str | None:
@@ -296,14 +303,16 @@ def promote_modelkit(
 
     The move is recorded in the registry's hash-chained stage history and emitted as the
     ``kitops.modelkit.promoted`` event. Pass a pinned reference (``mk.pinned``) to promote exactly
-    what was evaluated.
+    what was evaluated. If the stage already holds it, nothing is written and no event is emitted
+    (the stage's last event is returned).
     """
     block = resolve_registry(registry)
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
     ref = _qualify(block, raw)
     with _session(block, False, "kitops-promote") as s:
-        event = lineage.promote(s.client, ref, stage)
-    emit_promoted(event)
+        event, moved = promote_unless_there(s.client, ref, stage)
+    if moved:
+        emit_promoted(event)
     return event
 
 

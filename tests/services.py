@@ -448,7 +448,8 @@ class MotoS3Server(_Service):
 @dataclass
 class ProxiedRequest:
     """One request seen by a CountingProxy; ``body_bytes`` is the response body bytes sent to the client,
-    ``headers`` the request headers as received (names lowercased)."""
+    ``request_bytes`` the request body bytes sent upstream (uploads), ``headers`` the request headers as
+    received (names lowercased)."""
 
     method: str
     path: str
@@ -456,6 +457,7 @@ class ProxiedRequest:
     body_bytes: int = 0
     fault: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    request_bytes: int = 0
 
 
 @dataclass
@@ -587,6 +589,10 @@ class CountingProxy(_Service):
     def bytes_for(self, path_contains: str = "", method: str = "") -> int:
         """Response body bytes sent for requests whose path contains ``path_contains``."""
         return sum(r.body_bytes for r in self.matching(path_contains, method))
+
+    def sent_bytes(self, path_contains: str = "", method: str = "") -> int:
+        """Request body bytes clients sent upstream (uploads) for requests whose path contains ``path_contains``."""
+        return sum(r.request_bytes for r in self.matching(path_contains, method))
 
     def count(self, path_contains: str = "", method: str = "") -> int:
         return len(self.matching(path_contains, method))
@@ -733,6 +739,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                     upstream.putheader("Transfer-Encoding", "chunked")
                 upstream.endheaders()
                 for data in self._request_body():
+                    record.request_bytes += len(data)
                     upstream.send(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
                 if chunked:
                     upstream.send(b"0\r\n\r\n")

@@ -157,7 +157,8 @@ def test_push_operators_declare_the_repository_asset_when_known_at_parse_time() 
     from kitops_flows_airflow import KitPackOperator, KitPushOperator
 
     static = KitPushOperator(task_id="a", source="reg.example.com/team/churn:v1")
-    assert [o.uri for o in static.outlets] == ["oci://reg.example.com/team/churn"]
+    # an alias: an event goes through it only when the pushed digest is new to the repository
+    assert static.outlets == [AssetAlias("kitops-new-versions:oci://reg.example.com/team/churn", group="model")]
     # templated or connection-relative references cannot name an asset at parse time: nothing invented
     assert KitPushOperator(task_id="b", source="reg.example.com/team/churn:{{ ds }}").outlets == []
     assert KitPushOperator(task_id="c", source=":v1").outlets == []
@@ -412,7 +413,7 @@ def test_example_dags_end_to_end(airflow_db, auth_registry, s3, kitops_home, tmp
                                 parents=[pushed], push=True)
         child >> KitPullOperator(task_id="pull_child", reference="{{ ti.xcom_pull(task_ids='pack_child')['pinned'] }}",
                                  kitops_home=str(tmp_path / "other-home"))
-    assert [o.uri for o in child.outlets] == [f"oci://{host}/team/tuned"]  # static reference: asset declared
+    assert [o.name for o in child.outlets] == [f"kitops-new-versions:oci://{host}/team/tuned"]  # static reference
     _register(checks)
 
     def push_canary() -> None:

@@ -278,7 +278,7 @@ def test_missing_upstream_materialisation_is_a_clear_error(kitops_home: Path) ->
     def downstream(upstream: int) -> int:
         return upstream
 
-    with pytest.raises(KitopsError, match="upstream has no ModelKit materialisation; materialise it first"):
+    with pytest.raises(KitopsError, match="upstream has no ModelKit materialisation in this instance.*materialise it first"):
         dg.materialize([upstream, downstream], resources=resources, selection=[downstream])
 
 

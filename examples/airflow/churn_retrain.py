@@ -9,6 +9,10 @@
 * ``evaluate`` scores the new model and the one currently in ``staging`` on the same data; only a
   better model is pushed (the push emits an asset event for ``oci://<registry>/team/churn``, which
   schedules ``churn_deploy``) and promoted to ``staging``.
+
+Same inputs, same ModelKit: a re-run of a logical date (or a retry on another worker) packs the same
+digest, and its push uploads nothing and emits no asset event (the event goes through
+``modelkit_alias``, only for a digest new to the repository), also with immutable tags.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 from churn_settings import CHURN_CODE_DIR, CONN_ID, DATASET_URI, MODELKIT_REPO, WORK_DIR
 
-from kitops_flows_airflow import KitPackOperator, KitPromoteOperator, KitPushOperator, modelkit_asset
+from kitops_flows_airflow import KitPackOperator, KitPromoteOperator, KitPushOperator, modelkit_alias
 
-CHURN_MODELKIT = modelkit_asset(MODELKIT_REPO)
+# events go through the alias only when a digest is new to the repository (churn_deploy is scheduled
+# on modelkit_asset(MODELKIT_REPO), which the alias resolves to)
+NEW_CHURN_VERSIONS = modelkit_alias(MODELKIT_REPO)
 
 with DAG(
     dag_id="churn_retrain",
@@ -104,7 +110,7 @@ with DAG(
         task_id="push",
         kitops_conn_id=CONN_ID,
         source="{{ ti.xcom_pull(task_ids='pack')['reference'] }}",
-        outlets=[CHURN_MODELKIT],  # the reference is templated, so declare the asset it pushes to
+        outlets=[NEW_CHURN_VERSIONS],  # the reference is templated, so declare where it pushes
     )
     promote = KitPromoteOperator(
         task_id="promote",

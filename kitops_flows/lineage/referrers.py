@@ -158,12 +158,14 @@ class RemoteWriter:
         """Upload the referrer's blobs and manifest, then list it under its subject (unless already there)."""
         store = self.source.store
         m = Manifest.from_bytes(manifest_bytes, f"referrer {desc.digest}")
-        for blob in {b.digest: b for b in m.blobs()}.values():
-            if blob.digest == EMPTY_DESCRIPTOR.digest and not store.has_blob(blob.digest):
-                store.put_bytes(EMPTY_BYTES)
-            path = store.blob_path(blob.digest)
-            self.rc.push_blob(repository, blob.digest, blob.size, lambda p=path: open(p, "rb"))
-        self.rc.put_manifest(repository, desc.digest, manifest_bytes, OCI_MANIFEST)
+        # a record pushed before (a re-run pushing the same ModelKit again) is not written twice
+        if self.rc.manifest_digest(repository, desc.digest) != desc.digest:
+            for blob in {b.digest: b for b in m.blobs()}.values():
+                if blob.digest == EMPTY_DESCRIPTOR.digest and not store.has_blob(blob.digest):
+                    store.put_bytes(EMPTY_BYTES)
+                path = store.blob_path(blob.digest)
+                self.rc.push_blob(repository, blob.digest, blob.size, lambda p=path: open(p, "rb"))
+            self.rc.put_manifest(repository, desc.digest, manifest_bytes, OCI_MANIFEST)
         if repository not in self._api:
             self._api[repository] = supports_referrers_api(self.rc, repository, subject_digest)
         if not self._api[repository]:
