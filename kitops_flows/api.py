@@ -565,7 +565,12 @@ class KitOpsClient:
 
             ref = verified_reference(self, ref, policy)
         parsed = parse_filter_list(filters)
-        loaded, _ = self.source.selected_layers(ref, parsed)
+        try:
+            loaded, _ = self.source.selected_layers(ref, parsed)
+        except NotFoundError as e:
+            from .indexes import index_instead
+
+            raise index_instead(self, ref, e, "unpack") from None
         result = unpack_layers(
             self.store, loaded.manifest, loaded.kitfile, dest, filters=parsed, existing=existing,
             write_kitfile=write_kitfile and loaded.kitfile_in_artifact, what=str(ref.display()),
