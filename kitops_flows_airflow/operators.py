@@ -98,21 +98,24 @@ class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
     :param kitops_conn_id: a ``kitops`` (or ``docker``) connection; ``None`` for no connection.
     :param kitops_home: local ModelKit store for this task (overrides the connection's); a template such as
         ``/scratch/kitops/{task_id}``, or ``ephemeral`` for a throwaway store (see ``stores.py``).
+    :param aws_conn_id: an Airflow AWS connection for ``s3://`` data (see ``aws.py``); None: boto3's chain.
     :param force_asset_event: emit the repository's asset event through AssetAlias outlets even when
         the digest is not new to the repository (declared Asset outlets always get one).
     """
 
-    template_fields: Sequence[str] = ("kitops_conn_id", "kitops_home")
+    template_fields: Sequence[str] = ("aws_conn_id", "kitops_conn_id", "kitops_home")
     ui_color = "#dfe9ff"
 
     def __init__(self, *, kitops_conn_id: str | None = KitOpsHook.default_conn_name,
-                 kitops_home: str | None = None, force_asset_event: bool = False, **kwargs: Any) -> None:
+                 kitops_home: str | None = None, aws_conn_id: str | None = None, force_asset_event: bool = False,
+                 **kwargs: Any) -> None:
         # each key of the returned dict is also its own XCom, so pack.output["pinned"] resolves under a
         # real scheduler (XComArg["key"] reads the XCom named "key", not a key of return_value)
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.kitops_conn_id = kitops_conn_id
         self.kitops_home = kitops_home
+        self.aws_conn_id = aws_conn_id
         self.force_asset_event = force_asset_event
 
     # -- lineage / assets ---------------------------------------------------------------------------

@@ -448,7 +448,8 @@ class MotoS3Server(_Service):
 @dataclass
 class ProxiedRequest:
     """One request seen by a CountingProxy; ``body_bytes`` is the response body bytes sent to the client,
-    ``headers`` the request headers as received (names lowercased)."""
+    ``request_bytes`` the request body bytes sent upstream (uploads), ``headers`` the request headers as
+    received (names lowercased)."""
 
     method: str
     path: str
@@ -456,6 +457,7 @@ class ProxiedRequest:
     body_bytes: int = 0
     fault: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    request_bytes: int = 0
 
 
 @dataclass
@@ -561,10 +563,12 @@ class CountingProxy(_Service):
         """Close the connection of the next ``count`` matching requests without sending a response."""
         self._add(Fault("drop", count=count, path_contains=path_contains, method=method))
 
-    def truncate_next(self, count: int, after_bytes: int, *, path_contains: str = "", method: str = "") -> None:
-        """Forward the next ``count`` matching requests but cut the response body after ``after_bytes``."""
+    def truncate_next(self, count: int, after_bytes: int, *, path_contains: str = "", method: str = "",
+                      after: int = 0) -> None:
+        """Forward the next ``count`` matching requests but cut the response body after ``after_bytes``
+        (after letting ``after`` matching requests through whole)."""
         self._add(Fault("truncate", count=count, after_bytes=after_bytes, path_contains=path_contains,
-                        method=method))
+                        method=method, after=after))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -585,6 +589,10 @@ class CountingProxy(_Service):
     def bytes_for(self, path_contains: str = "", method: str = "") -> int:
         """Response body bytes sent for requests whose path contains ``path_contains``."""
         return sum(r.body_bytes for r in self.matching(path_contains, method))
+
+    def sent_bytes(self, path_contains: str = "", method: str = "") -> int:
+        """Request body bytes clients sent upstream (uploads) for requests whose path contains ``path_contains``."""
+        return sum(r.request_bytes for r in self.matching(path_contains, method))
 
     def count(self, path_contains: str = "", method: str = "") -> int:
         return len(self.matching(path_contains, method))
@@ -731,6 +739,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                     upstream.putheader("Transfer-Encoding", "chunked")
                 upstream.endheaders()
                 for data in self._request_body():
+                    record.request_bytes += len(data)
                     upstream.send(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
                 if chunked:
                     upstream.send(b"0\r\n\r\n")
