@@ -147,8 +147,13 @@ class KitOpsClient:
         previous: Sequence[str | ModelKitDescriptor] = (),
         inputs_fingerprint: str = "",
         use_model_pack: bool = False,
+        local_copy: bool | None = None,
     ) -> ModelKitDescriptor:
         """Pack a directory into the local store (and push it when ``push``).
+
+        With ``push`` and ``local_copy=False`` no layer is written to the local store: each is hashed
+        while it streams to the registry (``stream_push``). That is the default (``local_copy=None``)
+        when ``sources`` are given, since the store would only be a staging area for S3 data.
 
         Same content, same ModelKit: when the config and layers equal those of a known ModelKit
         (``previous``, the target repository in the local store, or the target tag in the registry),
@@ -189,6 +194,19 @@ class KitOpsClient:
         from .idempotent import reuse_identical
 
         target = target_reference(reference)
+        if push and not use_model_pack and (local_copy is False or (local_copy is None and bool(sources))):
+            if reference is None:
+                raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
+            from .stream_push import stream_pack
+
+            desc = stream_pack(self, context, kitfile=kf, reference=reference, annotations=extra,
+                               options=PackOptions(compression=compression, layer_format=layer_format),
+                               layer_sources=layer_sources, s3_inputs=s3_inputs,  # type: ignore[arg-type]
+                               provenance=provenance, immutable=self.immutable_tags,
+                               reuse=reuse_identical(self, target, previous))
+            if sign is not None:
+                self.sign(desc.pinned, sign)
+            return desc
         desc = _pack(
             self.store, context, kitfile=kf, reference=reference,
             options=PackOptions(compression=compression, layer_format=layer_format, use_model_pack=use_model_pack),
