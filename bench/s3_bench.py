@@ -7,10 +7,12 @@ Contenders, each in its own child process (its VmHWM is its own peak RSS):
 
 * baseline: ``aws s3 cp --recursive`` equivalent -- boto3's managed transfer (``download_file``,
   concurrent ranged GETs) of every object into a temp directory.
-* kitops-flows: ``KitOpsClient.pack(sources={...: "s3://.../"}, push=True)`` into a registry.
+* streaming: ``KitOpsClient.pack(sources={...: "s3://.../"}, push=True)`` into a registry -- the
+  default for S3 sources: each layer hashed while it uploads, no local copy (``stream_push``).
+* local copy: the same with ``local_copy=True``: the layer goes into the store, then is pushed.
 
-Peak disk is sampled every 50 ms: the baseline's download directory; for kitops-flows the store
-(ingest + blobs: the layer blob is the ModelKit itself, kept as kit keeps it) plus its TMPDIR.
+Peak disk is sampled every 50 ms: the baseline's download directory; for kitops-flows its whole
+``KITOPS_HOME`` (store, ingest, caches) plus its TMPDIR.
 Services: ``AWS_ENDPOINT_URL_S3`` and ``KITOPS_TEST_REGISTRY`` when set, else a moto server and a
 ``docker-registry`` started with tests/services.py on free loopback ports (and stopped at the end).
 """
@@ -60,11 +62,11 @@ OURS = r"""
 import json, logging, resource, sys, time
 from kitops_flows.api import KitOpsClient
 from kitops_flows.store import LocalStore
-home, ctx, ref, uri = sys.argv[1:5]
+home, ctx, ref, uri, local_copy = sys.argv[1:6]
 t = time.perf_counter()
 desc = KitOpsClient(store=LocalStore(home), plain_http=True).pack(
-    ctx, reference=ref, sources={"data": uri}, push=True, record_lineage=False)
-print(json.dumps({"seconds": time.perf_counter() - t, "digest": desc.digest,
+    ctx, reference=ref, sources={"data": uri}, push=True, record_lineage=False, local_copy=local_copy == "1")
+print(json.dumps({"seconds": time.perf_counter() - t, "digest": desc.digest, "layer": desc.layers[0].digest,
                   "rss_mb": [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0] / 1024}))
 """
 
@@ -168,22 +170,28 @@ def main() -> int:
             base = measure([sys.executable, "-c", BASELINE, BUCKET, PREFIX, str(dl)], env, [dl])
             shutil.rmtree(dl)
 
-            ctx, home, child_tmp = work / "ctx", work / "home", work / "child-tmp"
+            ctx = work / "ctx"
             ctx.mkdir()
-            child_tmp.mkdir()
             (ctx / "Kitfile").write_text(KITFILE)
-            ref = f"{svc.registry}/bench/s3data:v1"
-            ours = measure([sys.executable, "-c", OURS, str(home), str(ctx), ref, f"s3://{BUCKET}/{PREFIX}"],
-                           dict(env, TMPDIR=str(child_tmp)), [home / "storage" / "ingest", home / "storage" / "blobs",
-                                                              child_tmp])
+            runs = {}
+            for name, local_copy in (("stream", "0"), ("local_copy", "1")):
+                home, child_tmp = work / f"home-{name}", work / f"tmp-{name}"
+                child_tmp.mkdir()
+                ref = f"{svc.registry}/bench/s3data-{name.replace('_', '-')}:v1"  # separate repos: nothing shared
+                runs[name] = measure([sys.executable, "-c", OURS, str(home), str(ctx), ref, f"s3://{BUCKET}/{PREFIX}",
+                                      local_copy], dict(env, TMPDIR=str(child_tmp)), [home, child_tmp])
+                shutil.rmtree(home, ignore_errors=True)
     row = {
         "objects": args.large + args.small, "MiB": round(mib, 1),
         "boto3_download_s": round(base["seconds"], 2), "boto3_MiB_per_s": round(mib / base["seconds"], 1),
         "boto3_peak_rss_MiB": round(base["rss_mb"], 1), "boto3_peak_disk_MiB": round(base["peak_disk_mb"], 1),
-        "pack_push_s": round(ours["seconds"], 2), "pack_push_MiB_per_s": round(mib / ours["seconds"], 1),
-        "pack_push_peak_rss_MiB": round(ours["rss_mb"], 1), "pack_push_peak_disk_MiB": round(ours["peak_disk_mb"], 1),
-        "ratio_vs_download": round(ours["seconds"] / base["seconds"], 2),
     }
+    for name, ours in runs.items():
+        row |= {f"{name}_s": round(ours["seconds"], 2), f"{name}_MiB_per_s": round(mib / ours["seconds"], 1),
+                f"{name}_peak_rss_MiB": round(ours["rss_mb"], 1), f"{name}_peak_disk_MiB": round(ours["peak_disk_mb"], 1),
+                f"{name}_ratio_vs_download": round(ours["seconds"] / base["seconds"], 2)}
+    if runs["stream"]["layer"] != runs["local_copy"]["layer"]:
+        raise SystemExit(f"streamed layer {runs['stream']['layer']} differs from the stored one {runs['local_copy']['layer']}")
     width = max(len(k) for k in row)
     for k, v in row.items():
         print(f"{k:<{width}}  {v}")

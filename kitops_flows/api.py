@@ -88,6 +88,7 @@ class KitOpsClient:
     retry: RetryPolicy | None = None  # registry retries/backoff; None = RetryPolicy()'s defaults
     parallel_download: ParallelDownload | None = None  # connections per big blob; None = ParallelDownload()
     ca_cert: str | Path | None = None  # a PEM bundle of CAs to trust for registries (CLI --tls-cert)
+    login_hint: str | None = None  # how to fix refused credentials (plugins name their connection/block/resource)
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -109,7 +110,7 @@ class KitOpsClient:
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
                 concurrency=self.concurrency, retry=self.retry, parallel_download=self.parallel_download,
-                ca_cert=self.ca_cert,
+                ca_cert=self.ca_cert, login_hint=self.login_hint,
             )
         return self._clients[registry]
 
@@ -147,8 +148,13 @@ class KitOpsClient:
         previous: Sequence[str | ModelKitDescriptor] = (),
         inputs_fingerprint: str = "",
         use_model_pack: bool = False,
+        local_copy: bool | None = None,
     ) -> ModelKitDescriptor:
         """Pack a directory into the local store (and push it when ``push``).
+
+        With ``push`` and ``local_copy=False`` no layer is written to the local store: each is hashed
+        while it streams to the registry (``stream_push``). That is the default (``local_copy=None``)
+        when ``sources`` are given, since the store would only be a staging area for S3 data.
 
         Same content, same ModelKit: when the config and layers equal those of a known ModelKit
         (``previous``, the target repository in the local store, or the target tag in the registry),
@@ -189,6 +195,19 @@ class KitOpsClient:
         from .idempotent import reuse_identical
 
         target = target_reference(reference)
+        if push and not use_model_pack and (local_copy is False or (local_copy is None and bool(sources))):
+            if reference is None:
+                raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
+            from .stream_push import stream_pack
+
+            desc = stream_pack(self, context, kitfile=kf, reference=reference, annotations=extra,
+                               options=PackOptions(compression=compression, layer_format=layer_format),
+                               layer_sources=layer_sources, s3_inputs=s3_inputs,  # type: ignore[arg-type]
+                               provenance=provenance, immutable=self.immutable_tags,
+                               reuse=reuse_identical(self, target, previous))
+            if sign is not None:
+                self.sign(desc.pinned, sign)
+            return desc
         desc = _pack(
             self.store, context, kitfile=kf, reference=reference,
             options=PackOptions(compression=compression, layer_format=layer_format, use_model_pack=use_model_pack),
@@ -547,7 +566,12 @@ class KitOpsClient:
 
             ref = verified_reference(self, ref, policy)
         parsed = parse_filter_list(filters)
-        loaded, _ = self.source.selected_layers(ref, parsed)
+        try:
+            loaded, _ = self.source.selected_layers(ref, parsed)
+        except NotFoundError as e:
+            from .indexes import index_instead
+
+            raise index_instead(self, ref, e, "unpack") from None
         result = unpack_layers(
             self.store, loaded.manifest, loaded.kitfile, dest, filters=parsed, existing=existing,
             write_kitfile=write_kitfile and loaded.kitfile_in_artifact, what=str(ref.display()),
@@ -622,11 +646,11 @@ class KitOpsClient:
         """Extract the selected layers to ``s3://bucket/prefix/`` (verified first); returns an S3UnpackResult.
 
         ``existing`` ("error", "overwrite", "skip") decides about keys holding other bytes; ``delete``
-        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3_write``).
+        removes keys the ModelKit does not have. A failed call leaves the prefix as it was (see ``s3.write``).
 
         >>> kit.unpack_to_s3(mk.pinned, ["datasets:train"], "s3://serving/churn/")   # doctest: +SKIP
         """
-        from .s3 import unpack_to_s3
+        from .unpack_s3 import unpack_to_s3
 
         return unpack_to_s3(self, reference, filters, dest, existing=existing, delete=delete)
 

@@ -15,7 +15,6 @@ as plain lines (fit for CI logs), results to stdout.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import sys
@@ -116,11 +115,25 @@ def cmd_pull(args: argparse.Namespace, kit: KitOpsClient) -> int:
 
 def cmd_list(args: argparse.Namespace, kit: KitOpsClient) -> int:
     rows = kit.list(args.repository)
+    if args.filter:
+        rows = [r for r in rows if _has_layer_matching(kit, r, args.filter)]
     if args.format == "json":
         print(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False))
         return 0
     _print_table(rows)
     return 0
+
+
+def _has_layer_matching(kit: KitOpsClient, row: ListEntry, filters: Sequence[str]) -> bool:
+    """kit list -f: a ModelKit is listed when any of its layers matches any filter."""
+    from .filters import parse_filters
+    from .reference import Reference
+    from .unpack import select_layers
+
+    ref = Reference(*row.repo.split("/", 1), row.digest)
+    loaded = kit.source.load_local(ref) if ref.is_local_only or kit.store.has_blob(row.digest) \
+        else kit.source.load_remote(ref)
+    return any(select_layers(loaded.kitfile, loaded.manifest, [f], str(ref)) for f in parse_filters(list(filters)))
 
 
 def _print_table(rows: Sequence[ListEntry]) -> None:
@@ -216,6 +229,8 @@ def cmd_login(args: argparse.Namespace, kit: KitOpsClient) -> int:
     elif args.password:
         password = args.password
     else:
+        import getpass
+
         password = getpass.getpass("Password: ")
     login(args.registry, username, password, kitops_home=kit.store.home, plain_http=args.plain_http,
           tls_verify=args.tls_verify != "false")
@@ -349,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_list, "List ModelKits in the local store (or a remote repository)", "kitops-flows list --format json")
     p.add_argument("repository", nargs="?")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("-f", "--filter", action="append", help="only ModelKits with a layer matching this filter "
+                   "(unpack's syntax, e.g. prompts or datasets:train); repeatable, OR-ed")
     _network_flags(p)
 
     p = add("inspect", cmd_inspect, "Show digest, manifest and Kitfile as JSON", "kitops-flows inspect team/churn:v1")

@@ -55,14 +55,14 @@ def s3_errors(uri: str, action: str) -> Iterator[None]:
     except Exception as e:
         if type(e).__module__.split(".")[0] not in ("botocore", "boto3", "s3transfer"):
             raise
-        from .s3 import _s3_error
+        from .s3 import s3_error
 
-        raise _s3_error(e, uri, action) from e
+        raise s3_error(e, uri, action) from e
 
 
 def _cmd_pack(original: Command) -> Command:
     def cmd(args: argparse.Namespace, kit: KitOpsClient) -> int:
-        if not (args.source or args.if_changed or args.parent):
+        if not (args.source or args.if_changed or args.parent or args.local_copy):
             return int(original(args, kit))
         sources: dict[str, str] = {}
         for text in args.source or ():
@@ -73,6 +73,8 @@ def _cmd_pack(original: Command) -> Command:
         kwargs: dict[str, Any] = {"reference": args.tag, "compression": args.compression,
                                   "layer_format": args.layer_format, "push": args.push,
                                   "parents": tuple(args.parent or ())}
+        if args.local_copy:
+            kwargs["local_copy"] = True
         if args.file is not None:
             kwargs["kitfile"] = _kitfile_arg(args.file)
         shown = ", ".join(sources.values()) or args.directory
@@ -134,6 +136,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="pack only if the S3 objects or the Kitfile differ from what -t's ModelKit was built from")
     pack.add_argument("--parent", action="append", metavar="REF",
                       help="a ModelKit this one was built from (recorded in lineage); repeatable")
+    pack.add_argument("--local-copy", action="store_true",
+                      help="with --push and --source: also keep the layers in the local store (default: stream "
+                           "them straight to the registry, no local copy)")
     pack.set_defaults(func=_cmd_pack(pack.get_default("func")))
 
     unpack = sub.choices["unpack"]

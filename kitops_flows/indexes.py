@@ -393,3 +393,15 @@ def pull_variant(kit: KitOpsClient, reference: str, labels: Labels) -> ModelKitD
         return kit.describe(pinned.display())
     kit.store.tag(pinned, ref)
     return kit.describe(ref.display())
+
+
+def index_instead(kit: KitOpsClient, ref: Reference, error: NotFoundError, action: str) -> NotFoundError:
+    """``error`` for a ModelKit that is not there, saying so when a local index has that tag (kit's hint)."""
+    if ref.is_digest:
+        return error
+    try:
+        LocalIndexStore(kit.store).resolve(ref)
+    except (NotFoundError, KitopsError):
+        return error
+    return NotFoundError(f"{error}; {display(ref)} is a ModelKit index: select the ModelKit to {action} with "
+                         "--label (-l) key=value ('kitops-flows index info' lists its labels)")

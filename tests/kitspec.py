@@ -77,7 +77,7 @@ class Artifact:
 
 def kit_modelkit(layers: dict[str, tuple[str, bytes]], *, name: str = "spec-model", created: str | None = None,
                  compression: str = "none", modelpack: bool = False, kitfile_annotation: bool = True,
-                 extra_annotations: dict[str, str] | None = None) -> Artifact:
+                 extra_annotations: dict[str, str] | None = None, layer_format: str = "tar") -> Artifact:
     """A kit 1.17 ModelKit: ``layers`` maps a kind (model, modelpart, dataset, code, docs) to (path, content).
 
     Kit format: config = Kitfile JSON with per-layer digest/diffId. ModelPack (``modelpack=True``): cncf media
@@ -85,22 +85,29 @@ def kit_modelkit(layers: dict[str, tuple[str, bytes]], *, name: str = "spec-mode
     kitfile: dict[str, object] = {"manifestVersion": "1.0.0", "package": {"name": name}}
     descs, diff_ids, blobs = [], [], {}
     for kind, (path, content) in layers.items():
-        tar = tar_bytes(path, content)
+        raw = layer_format == "raw"
+        tar = content if raw else tar_bytes(path, content)  # a raw layer is the file's bytes
         blob = zstd_bytes(tar) if compression == "zstd" else tar
         suffix = "+zstd" if compression == "zstd" else ""
-        media = (f"application/vnd.cncf.model.{_MP_BASE[kind]}.v1.tar{suffix}" if modelpack
-                 else f"application/vnd.kitops.modelkit.{kind}.v1.tar{suffix}")
+        media = (f"application/vnd.cncf.model.{_MP_BASE[kind]}.v1.{layer_format}{suffix}" if modelpack
+                 else f"application/vnd.kitops.modelkit.{kind}.v1.{layer_format}{suffix}")
         blobs[digest(blob)] = blob
-        descs.append({"mediaType": media, "digest": digest(blob), "size": len(blob), "annotations": {FILEPATH: path}})
+        annotations = {FILEPATH: path}
+        if raw:  # §6.2: the file's metadata as JSON (typeflag 48 = regular file)
+            annotations["org.cncf.model.file.metadata+json"] = compact(
+                {"name": path.rsplit("/", 1)[-1], "mode": 420, "uid": 0, "gid": 0, "size": len(content),
+                 "mtime": "2026-05-01T12:00:00.123456789+02:00", "typeflag": 48}).decode()
+        descs.append({"mediaType": media, "digest": digest(blob), "size": len(blob),
+                      "annotations": dict(sorted(annotations.items()))})
         diff_ids.append(digest(tar))
-        info = {"digest": digest(blob), "diffId": digest(tar)}
+        info = {"digest": digest(blob), "diffId": digest(tar)}  # kit's *LayerInfo is embedded: flat keys
         section = _KITFILE_SECTION[kind]
         if kind == "model":
-            kitfile["model"] = {"name": name, "path": path, "layerInfo": info}
+            kitfile["model"] = {"name": name, "path": path, **info}
         elif kind == "modelpart":
-            kitfile.setdefault("model", {"name": name})["parts"] = [{"path": path, "layerInfo": info}]  # type: ignore[index]
+            kitfile.setdefault("model", {"name": name})["parts"] = [{"path": path, **info}]  # type: ignore[index]
         else:
-            kitfile.setdefault(section, []).append({"path": path, "layerInfo": info})  # type: ignore[union-attr]
+            kitfile.setdefault(section, []).append({"path": path, **info})  # type: ignore[union-attr]
     kitfile_json = compact(kitfile)
     annotations = {"ml.kitops.modelkit.cli-version": "1.17.0"}
     if created:

@@ -563,10 +563,12 @@ class CountingProxy(_Service):
         """Close the connection of the next ``count`` matching requests without sending a response."""
         self._add(Fault("drop", count=count, path_contains=path_contains, method=method))
 
-    def truncate_next(self, count: int, after_bytes: int, *, path_contains: str = "", method: str = "") -> None:
-        """Forward the next ``count`` matching requests but cut the response body after ``after_bytes``."""
+    def truncate_next(self, count: int, after_bytes: int, *, path_contains: str = "", method: str = "",
+                      after: int = 0) -> None:
+        """Forward the next ``count`` matching requests but cut the response body after ``after_bytes``
+        (after letting ``after`` matching requests through whole)."""
         self._add(Fault("truncate", count=count, after_bytes=after_bytes, path_contains=path_contains,
-                        method=method))
+                        method=method, after=after))
 
     def clear_faults(self) -> None:
         with self._lock:

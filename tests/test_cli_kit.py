@@ -164,3 +164,20 @@ def test_help_lists_kits_commands_and_ours() -> None:
     ours = ["verify", "gc", "lineage", "promote", "history"]
     for name in kit_commands + ours:
         assert f"\n    {name} " in text or f"\n    {name}\n" in text, name
+
+
+def test_list_filter_keeps_modelkits_with_a_matching_layer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = str(tmp_path / "home")
+    assert main(["--config", home, "pack", str(_context(tmp_path / "ctx")), "-t", "team/helper:v1"]) == 0
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "w.bin").write_bytes(b"w")
+    (plain / "Kitfile").write_text("manifestVersion: 1.0.0\nmodel: {path: w.bin}\n")
+    assert main(["--config", home, "pack", str(plain), "-t", "team/plain:v1"]) == 0
+    capsys.readouterr()
+    for flt, expected in ((["prompts"], ["team/helper"]), (["mcpservers:search"], ["team/helper"]),
+                          (["model"], ["team/helper", "team/plain"]), (["datasets", "prompts:system"], ["team/helper"]),
+                          (["datasets"], [])):
+        argv = ["--config", home, "list", "--format", "json"] + [x for f in flt for x in ("-f", f)]
+        assert main(argv) == 0
+        assert [r["repo"] for r in json.loads(capsys.readouterr().out)] == expected, flt

@@ -79,13 +79,21 @@ def test_cli_round_trip_s3_registry_s3_is_byte_identical(s3: Any, registry: Any,
 
     ref = f"{registry.host}/clis3/data:v1"
     pack = ["pack", str(ctx), "-t", ref, "--push", "--plain-http", "--source", "train=s3://cli-src/run/",
-            "--parent", parent, "--if-changed"]
+            "--parent", parent]
     packed = _ok(_cli(home, *pack))
     assert packed.stdout.strip() == ref and "Model saved: sha256:" in packed.stderr
-    desc = KitOpsClient(store=LocalStore(home)).describe(ref)
-    assert desc.annotations[ANNOTATION_PARENTS].endswith(f"clis3/features@{KitOpsClient(store=LocalStore(home)).describe(parent).digest}")
-    # unchanged inputs: nothing packed (pack_if_changed compares with the registry's tag)
-    again = _ok(_cli(tmp_path / "other-home", *pack))
+    kit = KitOpsClient(store=LocalStore(home), plain_http=True)
+    desc = kit.resolve(ref)
+    assert desc.annotations[ANNOTATION_PARENTS] == f"{registry.host}/clis3/features@{kit.describe(parent).digest}"
+    assert not kit.store.has_blob(desc.layer("dataset").digest)  # S3 sources + --push: streamed, no local copy
+    copy_home = tmp_path / "copy-home"  # --local-copy keeps the layers in the store as well
+    _ok(_cli(copy_home, "pack", str(ctx), "-t", f"{registry.host}/clis3/copy:v1", "--push", "--plain-http",
+             "--source", "train=s3://cli-src/run/", "--local-copy"))
+    assert LocalStore(copy_home).has_blob(desc.layer("dataset").digest)
+    # --if-changed: the first run records its inputs fingerprint (same content: same digest), the next skips
+    first = _ok(_cli(tmp_path / "if-home", *pack, "--if-changed"))
+    assert "Model saved: " + desc.digest in first.stderr
+    again = _ok(_cli(tmp_path / "other-home", *pack, "--if-changed"))
     assert "Unchanged" in again.stderr and "Model saved" not in again.stderr
 
     c.create_bucket(Bucket="cli-dst")

@@ -17,6 +17,7 @@ from kitops_flows.cli import main
 from kitops_flows.errors import KitopsError
 from kitops_flows.indexes import ModelKitIndexes
 from kitops_flows.modelindex import go_compact, parse_label_edits
+from kitops_flows.reference import parse_reference
 from kitops_flows.store import LocalStore
 
 EMPTY = ('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",'
@@ -207,6 +208,36 @@ def test_remove_delete_and_gc_keep_what_they_should(home: Path, capsys: pytest.C
     assert store.has_blob(arts["q4_0"].digest) and store.has_blob(arts["q8_0"].digest), "ModelKits stay"
     assert _run(home, "index", "delete") == 1
     assert "index is required for delete unless --all is specified" in capsys.readouterr().err
+
+
+def test_unpack_hint_delete_all_and_untag(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    arts = _variants()
+    store = LocalStore(home)
+    for tag, art in arts.items():
+        store_local(store, "localhost/test/model", [tag], art)
+    _run(home, "index", "create", "test/model:all")
+    _run(home, "index", "add", "test/model:all", "test/model:q4_0", "-l", "q=4")
+    capsys.readouterr()
+    # no ModelKit has the tag, a local index does: kit's hint to select with --label
+    assert _run(home, "unpack", "test/model:all", "-d", str(home / "o")) == 1
+    assert "select the ModelKit to unpack with --label (-l)" in capsys.readouterr().err
+    idx = ModelKitIndexes(KitOpsClient(store=store))
+    desc = idx.read("test/model:all")[0]
+    idx.local.write(parse_reference("test/model:also"),
+                    store.read_blob(desc.digest))
+    assert _run(home, "index", "delete", "test/model:also") == 0  # another tag remains: only untag
+    assert capsys.readouterr().out == f"Untagged index test/model:also (digest {desc.digest})\n"
+    _run(home, "index", "create", "other/model:tmp")
+    other = idx.read("other/model:tmp")[0]
+    idx.local.untag(parse_reference("other/model:tmp"))
+    capsys.readouterr()
+    assert _run(home, "index", "delete", "--all") == 0  # untagged only
+    assert capsys.readouterr().out == f"Deleted index other/model@{other.digest}\n"
+    assert [s.tags for s in idx.local.list()] == [("all",)]
+    assert _run(home, "index", "delete", "--all", "--force") == 0
+    assert idx.local.list() == [] and store.has_blob(arts["q4_0"].digest)
+    assert _run(home, "index", "delete", "--all", "test/model:all") == 1
+    assert "index should not be specified when --all flag is used" in capsys.readouterr().err
 
 
 def test_variants_through_the_registry_and_skopeo(registry, tmp_path: Path,  # noqa: ANN001

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from typing import Any
 
 import boto3
@@ -13,7 +12,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from kitops_flows.errors import PackError, S3SourceError, UnsafeLayerError
+from kitops_flows.errors import PackError, S3SourceError
 from kitops_flows.s3 import (
     ObjectStreamer,
     S3Input,
@@ -259,41 +258,6 @@ def test_streamer_refuses_object_deleted_after_listing(s3: Any) -> None:
     with pytest.raises(S3SourceError, match=r"s3://del-bkt/d/a: object not found"):
         for _, reader in ObjectStreamer(c, "del-bkt", inp.objects).readers():
             reader.read()
-
-
-# -- unpack_to_s3's tar reader ----------------------------------------------------------------------------------
-
-def _tar(*members: tuple[str, bytes | None, bytes]) -> io.BytesIO:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, kind, data in members:
-            info = tarfile.TarInfo(name)
-            info.type = kind or tarfile.REGTYPE
-            info.size = len(data) if info.type == tarfile.REGTYPE else 0
-            if info.type == tarfile.SYMTYPE:
-                info.linkname = "/etc/passwd"
-            tf.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
-    buf.seek(0)
-    return buf
-
-
-@pytest.mark.parametrize("name,kind", [("../evil", None), ("/abs", None), ("a/../../b", None), ("ok/link", tarfile.SYMTYPE)])
-def test_tar_walk_refuses_unsafe_members(name: str, kind: bytes | None) -> None:
-    from kitops_flows.s3 import _walk_tar
-
-    seen: list[str] = []
-    with pytest.raises(UnsafeLayerError, match="layer X"):
-        _walk_tar(_tar(("ok/first", None, b"1"), (name, kind, b"x")), "layer X", lambda n, f, s: seen.append(n))
-    assert seen == ["ok/first"]  # pass 1 of unpack_to_s3 stops before anything is uploaded
-
-
-def test_tar_walk_streams_member_bytes() -> None:
-    from kitops_flows.s3 import _walk_tar
-
-    got: dict[str, bytes] = {}
-    total = _walk_tar(_tar(("d", tarfile.DIRTYPE, b""), ("d/a", None, b"abc"), ("d/b", None, b"")), "l",
-                      lambda n, f, s: got.__setitem__(n, f.read(-1) if s else b""))
-    assert got == {"d/a": b"abc", "d/b": b""} and total == 3
 
 
 # -- the pack hook -----------------------------------------------------------------------------------------------

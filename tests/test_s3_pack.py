@@ -15,6 +15,7 @@ from boto3.s3.transfer import TransferConfig
 
 from kitops_flows.api import KitOpsClient
 from kitops_flows.errors import DigestMismatchError, S3SourceError
+from kitops_flows.idempotent import pack_if_changed
 from kitops_flows.kitfile import Kitfile
 from kitops_flows.s3 import (
     ANNOTATION_FINGERPRINT,
@@ -24,10 +25,9 @@ from kitops_flows.s3 import (
     check_remote_datasets,
     download_remote_datasets,
     list_input,
-    pack_if_changed,
-    unpack_to_s3,
 )
 from kitops_flows.store import LocalStore
+from kitops_flows.unpack_s3 import unpack_to_s3
 
 MiB = 1 << 20
 DATASET_KITFILE = "manifestVersion: 1.0.0\npackage: {name: s3test}\ndatasets:\n  - {name: train, path: data/train}\n"

@@ -1,4 +1,4 @@
-"""unpack_to_s3 writes safely (kitops_flows.s3_write), on moto's S3 server through boto3.
+"""unpack_to_s3 writes safely (kitops_flows.s3.write), on moto's S3 server through boto3.
 
 Faults are injected with a boto3 event hook on the session unpack_to_s3 uses: the named operation on
 the named key answers AccessDenied, as a bucket policy denying that key would. After every failure,
@@ -21,9 +21,9 @@ from botocore.exceptions import ClientError
 
 from kitops_flows.api import KitOpsClient
 from kitops_flows.errors import S3SourceError, UnsafeLayerError
-from kitops_flows.s3 import unpack_to_s3
-from kitops_flows.s3_write import MARKER_NAME, META_SHA256
+from kitops_flows.s3.write import MARKER_NAME, META_SHA256
 from kitops_flows.store import LocalStore
+from kitops_flows.unpack_s3 import unpack_to_s3
 
 pytestmark = pytest.mark.integration
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kitspec import index_entry, kit_index, kit_modelkit, upload
 
 from kitops_flows.api import KitOpsClient
 from kitops_flows.indexes import ModelKitIndexes
@@ -36,6 +37,19 @@ def _publish(host: str, repo: str, tmp_path: Path) -> dict[str, Any]:
     ModelKitIndexes(kit).publish(f"{base}:all", {f"{base}:cpu": {"device": "cpu"},
                                                 f"{base}:cuda": {"device": "cuda", "gpuArchs": ["sm_80"]}}, push=True)
     return {"index": f"{base}:all", "digests": digests}
+
+
+def _publish_spec(host: str, repo: str) -> dict[str, Any]:
+    """A kit-1.17 index built by hand from the spec: a Kit tar, a ModelPack and a zstd raw variant."""
+    arts = {"cpu": kit_modelkit({"model": ("weights/model.bin", b"cpu" * 64)}),
+            "cuda": kit_modelkit({"model": ("weights/model.bin", b"cuda" * 64)}, modelpack=True),
+            "int4": kit_modelkit({"model": ("weights/model.bin", b"int4" * 64)}, layer_format="raw",
+                                 compression="zstd")}
+    for tag, art in arts.items():
+        upload(host, repo, tag, art)
+    upload(host, repo, "all", kit_index([index_entry(art, tag=tag, labels={"device": tag}, modelpack=tag == "cuda")
+                                         for tag, art in arts.items()]))
+    return {"index": f"{host}/{repo}:all", "digests": {tag: art.digest for tag, art in arts.items()}}
 
 
 @pytest.mark.airflow
@@ -78,16 +92,19 @@ def test_prefect_task_takes_a_variant_by_labels(prefect_server: None, registry, 
     from kitops_flows_prefect import KitOpsRegistry, pull_modelkit_layer
 
     published = _publish(registry.host, "variants/prefect", tmp_path)
+    spec = _publish_spec(registry.host, "variants/prefect-spec")
     block = KitOpsRegistry(registry=registry.host, plain_http=True, kitops_home=str(kitops_home))
 
     @flow
-    def serve(index: str, dest: str) -> list[str]:
-        result = pull_modelkit_layer(index, dest, layers=["model"], registry=block, labels={"device": "cpu"})
+    def serve(index: str, dest: str, device: str) -> list[str]:
+        result = pull_modelkit_layer(index, dest, layers=["model"], registry=block, labels={"device": device})
         return [str(p) for p in result.paths]
 
-    paths = serve(published["index"], str(tmp_path / "serve"))
+    paths = serve(published["index"], str(tmp_path / "serve"), "cpu")
     assert paths == [str(tmp_path / "serve" / "weights")]
     assert (tmp_path / "serve" / "weights" / "model.bin").read_bytes() == b"cpu" * 64
+    serve(spec["index"], str(tmp_path / "mp"), "cuda")  # a ModelPack entry of a hand-built kit index
+    assert (tmp_path / "mp" / "weights" / "model.bin").read_bytes() == b"cuda" * 64
 
 
 @pytest.mark.dagster
@@ -95,13 +112,19 @@ def test_dagster_resource_takes_a_variant_by_labels(registry, kitops_home: Path,
     import dagster as dg
 
     published = _publish(registry.host, "variants/dagster", tmp_path)
+    spec = _publish_spec(registry.host, "variants/dagster-spec")
 
     @dg.asset
     def served_weights(kitops: KitRegistryResource) -> str:
         result = kitops.pull_layer(published["index"], ["model"], tmp_path / "serve", labels={"device": "cuda"})
         return str(result.dest)
 
-    result = dg.materialize([served_weights], resources={"kitops": KitRegistryResource(
+    @dg.asset
+    def quantised_weights(kitops: KitRegistryResource) -> str:  # zstd raw entry of a hand-built kit index
+        return kitops.pull(spec["index"], labels={"device": "int4"}).digest
+
+    result = dg.materialize([served_weights, quantised_weights], resources={"kitops": KitRegistryResource(
         registry=registry.host, plain_http=True, kitops_home=str(kitops_home))})
     assert result.success
     assert (tmp_path / "serve" / "weights" / "model.bin").read_bytes() == b"cuda" * 64
+    assert result.output_for_node("quantised_weights") == spec["digests"]["int4"]

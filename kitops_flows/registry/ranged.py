@@ -17,6 +17,9 @@ big blob is split into parts fetched with ``Range`` requests over several connec
   process) fetches only the rest. A part that broke off resumes from its last byte, in-process.
 * **Fallback**: a server that answers a ranged GET with a whole ``200`` raises ``RangeIgnored``;
   the caller then downloads with one stream.
+* **Only where it helps**: the first connection starts alone and is timed over its first 4 MiB;
+  the others join only if it is slower than ``one_stream_above`` (150 MB/s). On loopback or a
+  LAN one stream is already as fast as the disk, and eight would only cost CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +57,12 @@ class ParallelDownload:
     min_part: int = 8 << 20
     max_part: int = 64 << 20
     parts_per_connection: int = 4
+    #: The first connection is measured over ``probe_bytes`` (or ``probe_seconds``): faster than
+    #: ``one_stream_above`` bytes/s means nothing caps a connection (loopback, a LAN), where more
+    #: connections only cost CPU, so the blob stays on that one. 0 = always go parallel.
+    one_stream_above: float = 150e6
+    probe_bytes: int = 4 << 20
+    probe_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         if self.connections < 1 or self.min_part < 1 or self.max_part < self.min_part:
@@ -152,7 +162,11 @@ class RangedDownload:
         self._finished = threading.Condition(self._lock)
         self._failed: BaseException | None = None
         self._state_path = state_path(dest)
+        self._policy = policy
+        self._probe = threading.Event()  # set once the first connection's speed is known
+        self._probe_rate = 0.0
         self.resumed = False
+        self.connections_used = 0
 
     def run(self) -> None:
         """Fetch every missing part, then check the whole file's sha256 (DigestMismatchError removes it)."""
@@ -164,11 +178,20 @@ class RangedDownload:
             self._digest_result: str | None = None
             hasher.start()
             queue = list(reversed(todo))
-            threads = [threading.Thread(target=self._work, args=(fd, state, queue), daemon=True,
-                                        name=f"blob-range-{n}") for n in range(min(self.workers, len(todo)) - 1)]
-            for t in threads:
+
+            def worker(n: int) -> threading.Thread:
+                t = threading.Thread(target=self._work, args=(fd, state, queue), daemon=True, name=f"blob-range-{n}")
                 t.start()
-            self._work(fd, state, queue)  # this thread is a worker too
+                return t
+
+            threads = [worker(0)]
+            extra = min(self.workers, len(todo)) - 1
+            if extra > 0:
+                # one connection first: if it is fast, the link is not capped per connection (stay on it)
+                self._probe.wait(self._policy.probe_seconds)
+                if not (self._probe.is_set() and self._probe_rate > self._policy.one_stream_above > 0):
+                    threads += [worker(n) for n in range(1, extra + 1)]
+            self.connections_used = len(threads)
             for t in threads:
                 t.join()
             if self._failed is not None:
@@ -239,6 +262,7 @@ class RangedDownload:
     def _fetch_part(self, fd: int, index: int) -> None:
         start, end = self._bounds(index)
         written = [0]  # survives attempts: a retry asks only for the rest of the part
+        began = time.monotonic()
 
         def attempt() -> None:
             if self._failed is not None:
@@ -256,6 +280,9 @@ class RangedDownload:
                     offset += len(block)
                     written[0] += len(block)
                     self._tracker.add(len(block))
+                    if not self._probe.is_set() and (written[0] >= self._policy.probe_bytes or offset > end):
+                        self._probe_rate = written[0] / max(time.monotonic() - began, 1e-6)
+                        self._probe.set()
             if offset != end + 1:
                 from .retry import TransientError
 

@@ -52,13 +52,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .digests import CHUNK
-from .errors import S3SourceError, UnsafeLayerError
+from ..digests import CHUNK
+from ..errors import S3SourceError, UnsafeLayerError
+from .uris import S3Uri
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-    from .s3 import S3Uri
 
 LOG = logging.getLogger("kitops_flows")
 
@@ -206,7 +205,7 @@ class S3PrefixWriter:
     # -- upload ----------------------------------------------------------------------------------------
 
     def write(self, name: str, reader: Any, size: int) -> None:
-        """Upload one file as planned (a FileSink for ``_walk_layer``). Unread bytes are the caller's to drain."""
+        """Upload one file as planned (called for each file the layer reader yields; it drains what is left)."""
         self._seen[name] += 1
         if self._seen[name] != self._occurrences.get(name):
             return  # an earlier copy of a name a later layer overrides
@@ -455,5 +454,28 @@ def _code(exc: BaseException) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class S3UnpackResult:
+    """What ``unpack_to_s3`` did: destination prefix, layers (digests), every key of the ModelKit there now,
+    and by key what was uploaded, replaced, skipped (same bytes), kept (``existing="skip"``) or deleted."""
+
+    uri: str
+    layers: tuple[str, ...]
+    keys: tuple[str, ...]
+    total_size: int
+    uploaded: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    marker: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "layers": list(self.layers), "object_count": len(self.keys),
+                "total_size": self.total_size, "keys": list(self.keys), "uploaded": len(self.uploaded),
+                "replaced": len(self.replaced), "skipped": len(self.skipped), "kept": len(self.kept),
+                "deleted": len(self.deleted), "marker": self.marker}
+
+
 __all__ = ["CONTROL_DIR", "EXISTING_POLICIES", "MARKER_NAME", "META_SHA256", "PlannedFile", "S3PrefixWriter",
-           "SyncOutcome", "hash_file"]
+           "S3UnpackResult", "SyncOutcome", "hash_file"]
