@@ -175,7 +175,8 @@ def _raw(registry: object, repo: str, ref: str) -> dict:
     return r.json()
 
 
-def test_sign_verify_round_trip_with_sig_and_att_tags(registry, kitops_home, tmp_path: Path) -> None:  # noqa: ANN001
+def test_sign_verify_round_trip_with_sig_and_att_tags(registry, kitops_home, tmp_path: Path,  # noqa: ANN001
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     kit = KitOpsClient(store=LocalStore(kitops_home), plain_http=True)
     key, pub = generate_key_pair(), None
     pub = key.public_key.to_pem()
@@ -206,6 +207,10 @@ def test_sign_verify_round_trip_with_sig_and_att_tags(registry, kitops_home, tmp
     assert len(_raw(registry, "sign/tags", f"sha256-{hexd}.sig")["layers"]) == 2
     assert cosign_verify(registry.host, "sign/tags", digest, other.public_key.to_pem())
     assert kit.verify_signature(ref, other.public_key).signed_by == other.public_key.fingerprint
+    # discover lists them beside the provenance
+    assert main(["discover", ref, "--plain-http"]) == 0
+    tree = capsys.readouterr().out
+    assert "provenance" in tree and f"sha256-{hexd}.sig" in tree and f"sha256-{hexd}.att" in tree
 
 
 def test_sign_verify_round_trip_with_bundle_referrers_on_the_fallback_index(registry, kitops_home,  # noqa: ANN001
