@@ -114,6 +114,7 @@ class _Walker:
     source: ModelKitSource
     reader: RecordReader
     graph: LineageGraph
+    remote_tags: bool = True  # False: tags from the local store only (no per-tag registry HEADs)
     _tags: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     _cosign: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # repo_path -> digest -> {sig, att}
 
@@ -123,7 +124,7 @@ class _Walker:
             local_repos = self.source.store.list_repos()
             for entry in self.source.store.list_entries(node.repo_path) if node.repo_path in local_repos else []:
                 by_digest.setdefault(entry.descriptor.digest, []).extend(entry.tags)
-            if self.reader.remote and not node.is_local_only:
+            if self.reader.remote and self.remote_tags and not node.is_local_only:
                 rc = self.source.registry(node.registry)
                 try:
                     tags = rc.list_tags(node.repository)
@@ -211,11 +212,12 @@ class _Walker:
 
 
 def graph(kit: SourceLike, reference: str, direction: str = "up", depth: int | None = None, *,
-          remote: bool = True) -> LineageGraph:
+          remote: bool = True, remote_tags: bool = True) -> LineageGraph:
     """The lineage graph around a ModelKit: ``up`` (inputs), ``down`` (what was built from it) or ``both``.
 
     ``depth`` limits the number of ModelKit hops (None: until the records end). ``remote=False``
-    reads only the local store.
+    reads only the local store. ``remote_tags=False`` labels nodes with local tags only: listing a
+    repository's tags costs one HEAD per tag (a year of daily tags is 365), so per-run metadata skips it.
     """
     if direction not in DIRECTIONS:
         raise KitopsError(f"invalid lineage direction {direction!r}: use one of {', '.join(DIRECTIONS)}")
@@ -223,7 +225,7 @@ def graph(kit: SourceLike, reference: str, direction: str = "up", depth: int | N
         raise KitopsError(f"invalid lineage depth {depth}: use 0 or more (or no limit)")
     source = as_source(kit)
     root = pin(source, reference, remote=remote)
-    walker = _Walker(source, RecordReader(source, remote), LineageGraph(root.digest, direction))
+    walker = _Walker(source, RecordReader(source, remote), LineageGraph(root.digest, direction), remote_tags)
     walker.modelkit(root)
     for way in ("up", "down") if direction == "both" else (direction,):
         _walk(walker, root, way, depth)
