@@ -90,6 +90,8 @@ class RegistrySettings:
     repository: str | None = None
     immutable_tags: bool = False
     concurrency: int = 4
+    ca_cert: str | os.PathLike[str] | None = None  # a PEM bundle of CAs to trust for the registry
+    login_hint: str | None = None  # what to fix when the registry refuses the credentials (never the secret)
     origin: str = field(default="the registry settings", compare=False)
 
     @classmethod
@@ -118,7 +120,7 @@ class RegistrySettings:
         return KitOpsClient.from_home(
             home, plain_http=self.plain_http, tls_verify=self.tls_verify, credentials=creds,
             immutable_tags=self.immutable_tags, concurrency=self.concurrency, progress=progress,
-            s3_session=s3_session,
+            s3_session=s3_session, ca_cert=self.ca_cert, login_hint=self.login_hint,
         )
 
     def qualify(self, reference: str | None) -> str:

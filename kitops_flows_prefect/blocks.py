@@ -102,7 +102,7 @@ class KitOpsRegistry(CredentialsBlock):
         return RegistrySettings(
             registry=self.registry, credentials=self.credentials(), plain_http=self.plain_http,
             tls_verify=self.tls_verify, kitops_home=self.kitops_home, repository=self.repository,
-            immutable_tags=self.immutable_tags, origin="the KitOpsRegistry block",
+            immutable_tags=self.immutable_tags, login_hint=self.login_hint(), origin="the KitOpsRegistry block",
         )
 
     def credentials(self) -> RegistryCredentials | None:
@@ -123,6 +123,15 @@ class KitOpsRegistry(CredentialsBlock):
         """
         return self.settings().client(progress=progress, s3_session=s3_client_factory(self.aws_credentials),
                                       cleanup=cleanup, **task_fields)
+
+    def login_hint(self) -> str:
+        """What to fix when the registry refuses this block's credentials (named, never the secret)."""
+        name = getattr(self, "_block_document_name", None)
+        which = f"KitOpsRegistry block {name!r}" if name else "the KitOpsRegistry block passed as registry="
+        if not self.username:
+            return (f"The {which} has no username: set its username and password (or KITOPS_REGISTRY_USERNAME/"
+                    "PASSWORD on the worker)")
+        return f"Check the username and password of the {which}"
 
     def qualify(self, reference: str | None) -> str:
         """Complete a reference with this registry and default repository.

@@ -230,14 +230,14 @@ def test_airflow_local_executor_tasks_use_their_own_stores_xcom_keys_and_the_aws
         states = {ti["task_id"]: ti["state"] for ti in tis}
         logs = {p.parent.name.removeprefix("task_id="): p.read_text() for p in (af.home / "logs").rglob("attempt=1.log")}
         assert states == {"pack_push": "success", "unpack": "success", "pack_local": "success",
-                          "push_elsewhere": "failed"}, (states, _errors(logs))
+                          "pack_no_connection": "success", "push_elsewhere": "failed"}, (states, _errors(logs))
         pinned = af.api("GET", f"/dags/kitops_live/dagRuns/{run_id}/taskInstances/pack_push/xcomEntries/pinned")
 
     # pack.output["pinned"] is an XCom of its own; unpack pulled it into its own store from the registry
     assert pinned["value"].startswith(f"{registry.host}/exec17/airflow@sha256:")
     [train] = dest.rglob("train.json")  # the S3 object, read with the connection's credentials
     assert json.loads(train.read_text()) == [1, 2, 3, 6]
-    assert set(_store_dirs(stores)) == {"pack_push", "unpack", "pack_local"}  # one store per task
+    assert set(_store_dirs(stores)) == {"pack_push", "unpack", "pack_local", "pack_no_connection"}  # one per task
     # the unpushed ModelKit is only in pack_local's store: push_elsewhere's (empty) store is named, with the fix
     error = "\n".join(_errors(logs)["push_elsewhere"])
     assert "not in this task's local store" in error and str(stores / "push_elsewhere") in error

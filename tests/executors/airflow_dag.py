@@ -23,5 +23,9 @@ with DAG("kitops_live", schedule=None, start_date=pendulum.datetime(2026, 1, 1, 
     local = KitPackOperator(task_id="pack_local", context_dir=SETTINGS["ctx"] + "/local", datasets={"train": SETTINGS["s3_uri"]}, reference=":local",
                             aws_conn_id="aws_live", **COMMON)
     push = KitPushOperator(task_id="push_elsewhere", source=local.output["reference"], **COMMON)
+    # no kitops_default connection exists: the local store and default credentials, as the Amazon provider does
+    KitPackOperator(task_id="pack_no_connection", context_dir=SETTINGS["ctx"] + "/local",
+                    datasets={"train": SETTINGS["s3_uri"]}, reference="local/churn:v1", aws_conn_id="aws_live",
+                    kitops_home=HOME, retries=0)
     pack >> unpack
     local >> push
