@@ -43,7 +43,7 @@ from typing import BinaryIO
 
 from .atomicfile import write_atomic
 from .descriptor import Descriptor
-from .digests import CHUNK, VerifyingReader
+from .digests import CHUNK, VerifyingReader, file_digest
 from .errors import DigestMismatchError, NotFoundError, StoreError
 from .indexstore import LocalIndexStore
 from .layout import repo_file_stem
@@ -277,8 +277,6 @@ class LocalStore:
             if verified:
                 got, got_size = digest, path.stat().st_size
             else:
-                from .digests import file_digest
-
                 got, got_size = file_digest(path)
             self._commit(path, got, got_size, digest, size)
         finally:
