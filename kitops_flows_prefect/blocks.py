@@ -125,7 +125,17 @@ class KitOpsRegistry(CredentialsBlock):
             immutable_tags=self.immutable_tags,
             progress=progress,
             s3_session=s3_client_factory(self.aws_credentials),
+            login_hint=self.login_hint(),
         )
+
+    def login_hint(self) -> str:
+        """What to fix when the registry refuses this block's credentials (named, never the secret)."""
+        name = getattr(self, "_block_document_name", None)
+        which = f"KitOpsRegistry block {name!r}" if name else "the KitOpsRegistry block passed as registry="
+        if not self.username:
+            return (f"The {which} has no username: set its username and password (or KITOPS_REGISTRY_USERNAME/"
+                    "PASSWORD on the worker)")
+        return f"Check the username and password of the {which}"
 
     def qualify(self, reference: str | None) -> str:
         """Complete a reference with this registry and default repository.

@@ -357,10 +357,12 @@ def test_failures_carry_no_secret_in_exceptions_or_logs(auth_registry: Any, kito
     tmp_repo = f"{proxy.host}/secrets/explode:v1"
     expect("exception raised mid-push", RuntimeError,
            lambda: client(proxy.host, good, progress=exploding_progress).push(local.reference, tmp_repo))
-    # a connection dropped mid-upload is retried (a WARNING with the reason), then the push succeeds
+    # a connection dropped mid-upload is retried (the reason logged: per attempt at debug, the recovery at info),
+    # then the push succeeds
     proxy.drop_next(1, path_contains="/blobs/uploads/", method="PUT")
     pushed = client(proxy.host, good).push(local.reference, f"{proxy.host}/secrets/retried:v1")
-    assert any("retrying" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert any("retrying" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert any("succeeded on attempt 2" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
     proxy_host = proxy.host
     proxy.stop()
     expect("registry down", KitopsError, lambda: client(proxy_host, good).push(local.reference, via_proxy))
