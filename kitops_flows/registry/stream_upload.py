@@ -8,9 +8,10 @@ from S3 has neither until its last byte, so this upload is fed by ``write`` call
         desc = up.finish()                                   # last PATCH, PUT ?digest=sha256:<hash>
     # an exception inside the block DELETEs the session: the registry keeps nothing
 
-Memory is bounded by ``chunk_size``: one chunk is filled while at most two wait for or are on the
-wire, sent by one background thread so producing and uploading overlap. Two modes, chosen by the
-client's ``UploadPolicy`` like every upload:
+Memory is bounded by ``chunk_size``: written bytes are copied into one buffer of that size, which
+is PATCHed from in place (1 MiB reads) while the producer waits -- the S3 read-ahead keeps fetching
+meanwhile, so producing and uploading still overlap. Two modes, chosen by the client's
+``UploadPolicy`` like every upload:
 
 * ``chunked``: one ``PATCH`` per chunk with ``Content-Range``. A chunk whose PATCH fails
   transiently is resumed: the upload's status (``GET`` on the session) says whether the registry
@@ -34,7 +35,7 @@ from ..errors import RegistryError
 from ..progress import ProgressReporter
 from ..store import Descriptor
 from .auth import push_scope
-from .client import RegistryClient, _Progress, _with_query
+from .client import RegistryClient, _BodyReader, _Progress, _with_query
 from .errors import error_from_response
 from .retry import TransientError
 
@@ -60,7 +61,8 @@ class StreamingBlobUpload:
         self._tracker = _Progress(progress)
         self._hash = hashlib.sha256()
         self.size = 0
-        self._buf = bytearray()
+        self._buf = bytearray(chunk_size)  # filled in place and sent from there: no allocation per chunk
+        self._fill = 0
         self._sent = 0  # bytes the registry has acknowledged (chunked mode)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
@@ -89,9 +91,10 @@ class StreamingBlobUpload:
             raise error_from_response(resp, self._action, login_hint=self.client.login_hint)
         self._location = urljoin(resp.url, resp.headers["Location"])
         resp.close()
-        target = self._send_chunks if self.mode == "chunked" else self._send_stream
-        self._thread = threading.Thread(target=self._run, args=(target,), name="kitops-stream-upload", daemon=True)
-        self._thread.start()
+        if self.mode != "chunked":  # one streamed PATCH: requests reads its body from the queue on a thread
+            self._thread = threading.Thread(target=self._run, args=(self._send_stream,), name="kitops-stream-upload",
+                                            daemon=True)
+            self._thread.start()
 
     def abort(self) -> None:
         """Stop sending and DELETE the upload session (best effort)."""
@@ -104,14 +107,29 @@ class StreamingBlobUpload:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self._raise_if_failed()
-        n = len(data)
-        self._hash.update(data)
-        self.size += n
-        self._buf += data
-        while len(self._buf) >= self.chunk_size:
-            self._put(bytes(self._buf[: self.chunk_size]))
-            del self._buf[: self.chunk_size]
+        with memoryview(data) as view, view.cast("B") as src:
+            n = len(src)
+            self._hash.update(src)
+            self.size += n
+            pos = 0
+            while pos < n:
+                take = min(n - pos, self.chunk_size - self._fill)
+                self._buf[self._fill:self._fill + take] = src[pos:pos + take]
+                self._fill += take
+                pos += take
+                if self._fill == self.chunk_size:
+                    self._send_buffer()
         return n
+
+    def _send_buffer(self) -> None:
+        """Hand the filled part of the buffer on: PATCHed from it in place (chunked), or copied to the queue."""
+        if self._fill:
+            if self._thread is None:
+                with memoryview(self._buf) as whole, whole[: self._fill] as chunk:
+                    self._patch_chunk(chunk)
+            else:
+                self._put(bytes(self._buf[: self._fill]))
+        self._fill = 0
 
     def flush(self) -> None:  # a file-like courtesy for writers that flush their sink
         return None
@@ -125,12 +143,10 @@ class StreamingBlobUpload:
 
         ``expected_digest`` (a second pass over bytes hashed before) must match, or nothing is committed.
         """
-        if self._buf:
-            self._put(bytes(self._buf))
-            self._buf = bytearray()
-        self._put(_DONE)
-        assert self._thread is not None, "start() first"
-        self._thread.join()
+        self._send_buffer()
+        if self._thread is not None:
+            self._put(_DONE)
+            self._thread.join()
         self._raise_if_failed()
         digest = self.digest
         if expected_digest and expected_digest != digest:
@@ -191,19 +207,21 @@ class StreamingBlobUpload:
             assert isinstance(item, bytes)
             yield item
 
-    def _send_chunks(self) -> None:
-        for chunk in self._chunks():
-            self._patch_chunk(chunk)
+    def _patch_chunk(self, chunk: memoryview) -> None:
+        """PATCH one chunk; after a transient failure, ask the registry how far it got and resume.
 
-    def _patch_chunk(self, chunk: bytes) -> None:
-        """PATCH one chunk; after a transient failure, ask the registry how far it got and resume."""
+        Sent inline (the producer waits; S3's read-ahead keeps fetching meanwhile), streamed from the
+        buffer in TRANSFER_CHUNK reads, so a chunk is never copied whole.
+        """
         start, end = self._sent, self._sent + len(chunk) - 1
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
+            self._tracker.rewind_to(start)
+            body = _BodyReader(_ViewFile(chunk), 0, len(chunk), self._tracker, what=f"chunk {start}-{end} of a streamed blob")
             try:
                 resp = self.client._attempt(  # noqa: SLF001
-                    "PATCH", self._location, scopes=self._scopes, action=self._action, body=chunk,
+                    "PATCH", self._location, scopes=self._scopes, action=self._action, body=body,
                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
                              "Content-Range": f"{start}-{end}"})
             except TransientError as t:
@@ -225,7 +243,7 @@ class StreamingBlobUpload:
                 raise RegistryError(f"{self._action}: after bytes {start}-{end} the registry reports range {got_range!r}")
             break
         self._sent = end + 1
-        self._tracker.add(len(chunk))
+        self._tracker.rewind_to(self._sent)
 
     def _registry_offset(self) -> int:
         """Bytes the upload session holds (``GET`` on it: ``Range: 0-<last>``); -1 if it cannot tell."""
@@ -278,6 +296,22 @@ class StreamingBlobUpload:
             raise error_from_response(resp, action, login_hint=self.client.login_hint)
 
         self.client._retrying(attempt)  # noqa: SLF001
+
+
+class _ViewFile:
+    """``seek``/``read`` over a memoryview, for ``_BodyReader``: reads copy at most ``n`` bytes, never the whole."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._pos = 0
+
+    def seek(self, pos: int) -> None:
+        self._pos = pos
+
+    def read(self, n: int) -> bytes:
+        data = bytes(self._view[self._pos:self._pos + n])
+        self._pos += len(data)
+        return data
 
 
 __all__ = ["STREAM_CHUNK", "StreamingBlobUpload"]
