@@ -8,10 +8,10 @@ from S3 has neither until its last byte, so this upload is fed by ``write`` call
         desc = up.finish()                                   # last PATCH, PUT ?digest=sha256:<hash>
     # an exception inside the block DELETEs the session: the registry keeps nothing
 
-Memory is bounded by ``chunk_size``: written bytes are copied into one buffer of that size, which
-is PATCHed from in place (1 MiB reads) while the producer waits -- the S3 read-ahead keeps fetching
-meanwhile, so producing and uploading still overlap. Two modes, chosen by the client's
-``UploadPolicy`` like every upload:
+Memory is bounded by ``chunk_size``: two buffers of that size are allocated once; the producer
+fills one while a sender thread uploads the other from it in place (1 MiB reads), so producing and
+uploading overlap without a copy per chunk. Two modes, chosen by the client's ``UploadPolicy`` like
+every upload:
 
 * ``chunked``: one ``PATCH`` per chunk with ``Content-Range``. A chunk whose PATCH fails
   transiently is resumed: the upload's status (``GET`` on the session) says whether the registry
@@ -23,12 +23,14 @@ meanwhile, so producing and uploading still overlap. Two modes, chosen by the cl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 from urllib.parse import urljoin
 
 from ..errors import RegistryError
@@ -41,6 +43,7 @@ from .retry import TransientError
 
 LOG = logging.getLogger("kitops_flows.registry")
 
+T = TypeVar("T")
 STREAM_CHUNK = 8 << 20
 _DONE = object()
 
@@ -61,10 +64,13 @@ class StreamingBlobUpload:
         self._tracker = _Progress(progress)
         self._hash = hashlib.sha256()
         self.size = 0
-        self._buf = bytearray(chunk_size)  # filled in place and sent from there: no allocation per chunk
+        # Two buffers, allocated once: the producer fills one while the sender thread uploads the other.
+        self._buf = bytearray(chunk_size)
         self._fill = 0
+        self._free: queue.Queue[bytearray] = queue.Queue()
+        self._free.put(bytearray(chunk_size))
+        self._full: queue.Queue[object] = queue.Queue(maxsize=1)  # (buffer, length) or _DONE
         self._sent = 0  # bytes the registry has acknowledged (chunked mode)
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._location = ""
@@ -81,6 +87,7 @@ class StreamingBlobUpload:
             self.abort()
 
     def start(self) -> None:
+        """Open the upload session (POST) and start the sender thread."""
         resp = self.client._retrying(lambda: self.client._attempt(  # noqa: SLF001 - the client's own retry/auth
             "POST", f"/v2/{self.repo}/blobs/uploads/", scopes=self._scopes, action=self._action,
             headers={"Content-Length": "0"}))
@@ -91,15 +98,21 @@ class StreamingBlobUpload:
             raise error_from_response(resp, self._action, login_hint=self.client.login_hint)
         self._location = urljoin(resp.url, resp.headers["Location"])
         resp.close()
-        if self.mode != "chunked":  # one streamed PATCH: requests reads its body from the queue on a thread
-            self._thread = threading.Thread(target=self._run, args=(self._send_stream,), name="kitops-stream-upload",
-                                            daemon=True)
-            self._thread.start()
+        target = self._send_chunks if self.mode == "chunked" else self._send_stream
+        self._thread = threading.Thread(target=self._run, args=(target,), name="kitops-stream-upload", daemon=True)
+        self._thread.start()
 
     def abort(self) -> None:
         """Stop sending and DELETE the upload session (best effort)."""
         self._finished = True
-        self._stop_thread()
+        if self._thread is not None and self._thread.is_alive():
+            if self._error is None:
+                self._error = RegistryError(f"{self._action}: upload aborted")
+            with contextlib.suppress(queue.Empty):
+                self._full.get_nowait()  # make room, then tell the sender to stop
+            with contextlib.suppress(queue.Full):
+                self._full.put_nowait(_DONE)
+            self._thread.join(timeout=30)
         if self._location:
             self.client._cancel_upload(self.repo, self._location)  # noqa: SLF001
 
@@ -118,18 +131,8 @@ class StreamingBlobUpload:
                 self._fill += take
                 pos += take
                 if self._fill == self.chunk_size:
-                    self._send_buffer()
+                    self._hand_over()
         return n
-
-    def _send_buffer(self) -> None:
-        """Hand the filled part of the buffer on: PATCHed from it in place (chunked), or copied to the queue."""
-        if self._fill:
-            if self._thread is None:
-                with memoryview(self._buf) as whole, whole[: self._fill] as chunk:
-                    self._patch_chunk(chunk)
-            else:
-                self._put(bytes(self._buf[: self._fill]))
-        self._fill = 0
 
     def flush(self) -> None:  # a file-like courtesy for writers that flush their sink
         return None
@@ -143,10 +146,12 @@ class StreamingBlobUpload:
 
         ``expected_digest`` (a second pass over bytes hashed before) must match, or nothing is committed.
         """
-        self._send_buffer()
-        if self._thread is not None:
-            self._put(_DONE)
-            self._thread.join()
+        if self._thread is None:
+            raise RegistryError("StreamingBlobUpload.finish() before start()")
+        if self._fill:
+            self._hand_over()
+        self._wait(lambda: self._full.put(_DONE, timeout=0.5))
+        self._thread.join()
         self._raise_if_failed()
         digest = self.digest
         if expected_digest and expected_digest != digest:
@@ -156,69 +161,63 @@ class StreamingBlobUpload:
         self._finished = True
         return Descriptor(self.media_type, digest, self.size)
 
-    # -- sending ------------------------------------------------------------------------------------
+    # -- producer side -------------------------------------------------------------------------------
 
-    def _put(self, item: object) -> None:
+    def _hand_over(self) -> None:
+        """Queue the filled buffer for the sender and continue in the other one (once the sender freed it)."""
+        item = (self._buf, self._fill)
+        self._wait(lambda: self._full.put(item, timeout=0.5))
+        self._buf = self._wait(lambda: self._free.get(timeout=0.5))
+        self._fill = 0
+
+    def _wait(self, step: Callable[[], T]) -> T:
+        """Run a blocking queue step, re-raising the sender's failure instead of waiting forever."""
         while True:
             self._raise_if_failed()
             try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
+                return step()
+            except (queue.Full, queue.Empty):
                 continue
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 
-    def _run(self, target: object) -> None:
+    # -- sender thread ------------------------------------------------------------------------------
+
+    def _run(self, target: Callable[[], None]) -> None:
         try:
-            target()  # type: ignore[operator]
+            target()
         except BaseException as e:  # noqa: BLE001 - handed to the producer thread
             self._error = e
-            self._drain()
 
-    def _drain(self) -> None:
-        """Empty the queue so a producer blocked in ``put`` notices the failure."""
+    def _chunks(self) -> Iterator[memoryview]:
+        """Filled buffers as memoryviews; a buffer goes back to the producer when the next one is asked for."""
         while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
+            item = self._full.get()
+            if item is _DONE or self._error is not None:
                 return
+            buf, length = item  # type: ignore[misc]
+            with memoryview(buf) as whole, whole[:length] as chunk:
+                yield chunk
+            self._free.put(buf)
 
-    def _stop_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            if self._error is None:
-                self._error = RegistryError(f"{self._action}: upload aborted")
-            self._drain()
-            try:
-                self._queue.put_nowait(_DONE)
-            except queue.Full:
-                pass
-            self._thread.join(timeout=30)
-
-    def _chunks(self) -> Iterator[bytes]:
-        while True:
-            item = self._queue.get()
-            if item is _DONE:
-                return
-            if self._error is not None:
-                return
-            assert isinstance(item, bytes)
-            yield item
+    def _send_chunks(self) -> None:
+        for chunk in self._chunks():
+            self._patch_chunk(chunk)
 
     def _patch_chunk(self, chunk: memoryview) -> None:
         """PATCH one chunk; after a transient failure, ask the registry how far it got and resume.
 
-        Sent inline (the producer waits; S3's read-ahead keeps fetching meanwhile), streamed from the
-        buffer in TRANSFER_CHUNK reads, so a chunk is never copied whole.
+        The body is streamed from the buffer in TRANSFER_CHUNK reads, so a chunk is never copied whole.
         """
         start, end = self._sent, self._sent + len(chunk) - 1
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
             self._tracker.rewind_to(start)
-            body = _BodyReader(_ViewFile(chunk), 0, len(chunk), self._tracker, what=f"chunk {start}-{end} of a streamed blob")
+            body = _BodyReader(_ViewFile(chunk), 0, len(chunk), self._tracker,
+                               what=f"chunk {start}-{end} of a streamed blob")
             try:
                 resp = self.client._attempt(  # noqa: SLF001
                     "PATCH", self._location, scopes=self._scopes, action=self._action, body=body,
@@ -265,7 +264,7 @@ class StreamingBlobUpload:
         def body() -> Iterator[bytes]:
             for chunk in self._chunks():
                 self._tracker.add(len(chunk))
-                yield chunk
+                yield chunk.tobytes()  # one copy: the generator's value must outlive the buffer's reuse
 
         try:
             resp = self.client._attempt(  # noqa: SLF001 - one streamed PATCH: no retry possible
