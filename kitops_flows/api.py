@@ -88,6 +88,7 @@ class KitOpsClient:
     retry: RetryPolicy | None = None  # registry retries/backoff; None = RetryPolicy()'s defaults
     parallel_download: ParallelDownload | None = None  # connections per big blob; None = ParallelDownload()
     ca_cert: str | Path | None = None  # a PEM bundle of CAs to trust for registries (CLI --tls-cert)
+    login_hint: str | None = None  # how to fix refused credentials (plugins name their connection/block/resource)
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -109,7 +110,7 @@ class KitOpsClient:
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
                 concurrency=self.concurrency, retry=self.retry, parallel_download=self.parallel_download,
-                ca_cert=self.ca_cert,
+                ca_cert=self.ca_cert, login_hint=self.login_hint,
             )
         return self._clients[registry]
 

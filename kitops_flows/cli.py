@@ -15,7 +15,6 @@ as plain lines (fit for CI logs), results to stdout.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import sys
@@ -230,6 +229,8 @@ def cmd_login(args: argparse.Namespace, kit: KitOpsClient) -> int:
     elif args.password:
         password = args.password
     else:
+        import getpass
+
         password = getpass.getpass("Password: ")
     login(args.registry, username, password, kitops_home=kit.store.home, plain_http=args.plain_http,
           tls_verify=args.tls_verify != "false")

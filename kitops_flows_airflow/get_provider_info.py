@@ -39,6 +39,7 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [f"{_PKG}.sensors"]}],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": [f"{_PKG}.hooks"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": [f"{_PKG}.triggers"]}],
+        "task-decorators": [{"name": "modelkit", "class-name": f"{_PKG}.decorators.modelkit_task"}],
         "connection-types": [
             {
                 "hook-class-name": f"{_PKG}.hooks.KitOpsHook",

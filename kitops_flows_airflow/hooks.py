@@ -248,6 +248,7 @@ class KitOpsHookMixin:
 
     kitops_conn_id: str | None
     kitops_home: str | None
+    aws_conn_id: str | None = None
 
     @cached_property
     def hook(self) -> KitOpsHook:
@@ -255,6 +256,9 @@ class KitOpsHookMixin:
 
     @cached_property
     def client(self) -> KitOpsClient:
+        from .aws import s3_client_factory
         from .stores import task_fields
 
-        return self.hook.get_client(**task_fields(self))
+        client = self.hook.get_client(**task_fields(self))
+        client.s3_session = s3_client_factory(self.aws_conn_id)  # None: boto3's default chain
+        return client

@@ -34,6 +34,14 @@ def conn_fields() -> dict[str, Any]:
         "immutable_tags": {"label": "Immutable tags",
                            "description": "refuse to move an existing tag to another digest",
                            "schema": {"type": ["boolean", "null"], "default": False}},
+        "signing_key": {"label": "Signing key (sign=True)", "sensitive": True,
+                        "description": "cosign.key or PEM PKCS#8 private key, env://VAR or a path",
+                        "schema": {"type": ["string", "null"]}},
+        "signing_key_password": {"label": "Signing key password", "sensitive": True,
+                                 "schema": {"type": ["string", "null"]}},
+        "verify_key": {"label": "Verify key (cosign.pub)",
+                       "description": "pulls, unpacks, sensors and promotions refuse ModelKits not signed by it",
+                       "schema": {"type": ["string", "null"]}},
     }
 
 

@@ -39,6 +39,7 @@ from kitops_flows.reference import parse_reference
 
 from .assets import GROUP, descriptor_uri, event_extra, modelkit_alias, modelkit_asset, pinned_from_events
 from .hooks import KitOpsHook, KitOpsHookMixin
+from .signing import signing_key, verify_key
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -97,21 +98,24 @@ class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
     :param kitops_conn_id: a ``kitops`` (or ``docker``) connection; ``None`` for no connection.
     :param kitops_home: local ModelKit store for this task (overrides the connection's); a template such as
         ``/scratch/kitops/{task_id}``, or ``ephemeral`` for a throwaway store (see ``stores.py``).
+    :param aws_conn_id: an Airflow AWS connection for ``s3://`` data (see ``aws.py``); None: boto3's chain.
     :param force_asset_event: emit the repository's asset event through AssetAlias outlets even when
         the digest is not new to the repository (declared Asset outlets always get one).
     """
 
-    template_fields: Sequence[str] = ("kitops_conn_id", "kitops_home")
+    template_fields: Sequence[str] = ("aws_conn_id", "kitops_conn_id", "kitops_home")
     ui_color = "#dfe9ff"
 
     def __init__(self, *, kitops_conn_id: str | None = KitOpsHook.default_conn_name,
-                 kitops_home: str | None = None, force_asset_event: bool = False, **kwargs: Any) -> None:
+                 kitops_home: str | None = None, aws_conn_id: str | None = None, force_asset_event: bool = False,
+                 **kwargs: Any) -> None:
         # each key of the returned dict is also its own XCom, so pack.output["pinned"] resolves under a
         # real scheduler (XComArg["key"] reads the XCom named "key", not a key of return_value)
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.kitops_conn_id = kitops_conn_id
         self.kitops_home = kitops_home
+        self.aws_conn_id = aws_conn_id
         self.force_asset_event = force_asset_event
 
     # -- lineage / assets ---------------------------------------------------------------------------
@@ -184,6 +188,8 @@ class KitPackOperator(KitOpsBaseOperator):
     :param skip_if_unchanged: do not pack when the ModelKit the reference's tag holds was built from the
         same inputs (local files, S3 object versions, Kitfile, options); see ``idempotent.pack_and_push``.
     :param previous: earlier versions (references or descriptors): identical content reuses their digest.
+    :param sign: sign the pushed ModelKit (and attest its provenance): ``True`` = the connection's
+        ``signing_key`` extra, a string = the Airflow Variable holding the key (see ``signing.py``).
     :return: ``ModelKitDescriptor.to_dict()`` plus ``packed`` (False: skipped as unchanged) and
         ``new_to_repository``.
     """
@@ -214,8 +220,11 @@ class KitPackOperator(KitOpsBaseOperator):
         emit_asset: bool = True,
         skip_if_unchanged: bool = False,
         previous: Any = None,
+        sign: bool | str = False,
         **kwargs: Any,
     ) -> None:
+        if sign and not push:
+            raise ValueError("sign= signs the ModelKit in its registry: it needs push=True")
         if push:
             kwargs["outlets"] = _auto_outlets(reference, kwargs.get("outlets"), emit_asset)
         super().__init__(**kwargs)
@@ -236,6 +245,7 @@ class KitPackOperator(KitOpsBaseOperator):
         self.emit_asset = emit_asset
         self.skip_if_unchanged = skip_if_unchanged
         self.previous = previous
+        self.sign = sign
 
     def execute(self, context: Context) -> dict[str, Any]:
         args = KitfileArguments(model=self.model, datasets=self.datasets, code=self.code, docs=self.docs,
@@ -258,6 +268,7 @@ class KitPackOperator(KitOpsBaseOperator):
             annotations=self.annotations, sources=sources or None, run=run_context(context),
             parents=parents, record_lineage=self.record_lineage, push=self.push,
             skip_if_unchanged=self.skip_if_unchanged, previous=parent_references(self.previous),
+            sign=signing_key(self.hook, self.sign),
         )
         descriptor = outcome.descriptor
         self.log.info("%s %s (%d layers, %d bytes)", "Packed" if outcome.packed else "Inputs unchanged, kept",
@@ -277,23 +288,26 @@ class KitPushOperator(KitOpsBaseOperator):
     :param source: local reference, e.g. ``reg.example.com/team/churn:v3`` or a descriptor's ``reference``.
     :param destination: another reference to push to (default: ``source``).
     :param immutable: refuse to move an existing tag (default: the connection's ``immutable_tags``).
+    :param sign: sign the pushed ModelKit, as ``KitPackOperator``'s ``sign``.
     :return: ``ModelKitDescriptor.to_dict()`` of the pushed ModelKit.
     """
 
     template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "destination", "source")
 
     def __init__(self, *, source: str, destination: str | None = None, immutable: bool | None = None,
-                 emit_asset: bool = True, **kwargs: Any) -> None:
+                 emit_asset: bool = True, sign: bool | str = False, **kwargs: Any) -> None:
         kwargs["outlets"] = _auto_outlets(destination or source, kwargs.get("outlets"), emit_asset)
         super().__init__(**kwargs)
         self.source = source
         self.destination = destination
         self.immutable = immutable
+        self.sign = sign
 
     def execute(self, context: Context) -> dict[str, Any]:
         source = self.hook.qualify(self.source)
         destination = self.hook.qualify(self.destination) if self.destination else None
-        result = self.client.push_result(source, destination, immutable=self.immutable)
+        result = self.client.push_result(source, destination, immutable=self.immutable,
+                                         sign=signing_key(self.hook, self.sign))
         self._emit_asset_event(context, result.descriptor, new=result.new_to_repository)
         return {**result.descriptor.to_dict(), "new_to_repository": result.new_to_repository}
 
@@ -305,18 +319,23 @@ class KitPullOperator(KitOpsBaseOperator):
 
     :param labels: ``reference`` names a ModelKit index: pull the variant with these labels
         (e.g. ``{"device": "cuda"}``), tagged locally with the index's tag.
+    :param verify_key: public key the ModelKit must be signed with (default: the connection's
+        ``verify_key`` extra, if any); checked before any layer is downloaded.
     :return: ``ModelKitDescriptor.to_dict()``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "labels")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "labels", "verify_key")
 
-    def __init__(self, *, reference: str, labels: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, reference: str, labels: dict[str, str] | None = None, verify_key: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
         self.labels = labels
+        self.verify_key = verify_key
 
     def execute(self, context: Context) -> dict[str, Any]:
-        descriptor = self.client.pull(self.hook.qualify(self.reference), labels=self.labels or None)
+        descriptor = self.client.pull(self.hook.qualify(self.reference), labels=self.labels or None,
+                                      verify_key=verify_key(self.hook, self.verify_key))
         self._lineage_input(descriptor_uri(descriptor))
         return descriptor.to_dict()
 
@@ -332,14 +351,17 @@ class KitUnpackOperator(KitOpsBaseOperator):
     :param existing: ``error`` (default), ``overwrite`` or ``ignore`` for files already in ``dest``.
     :param asset: the asset whose triggering event names the ModelKit (with ``reference=None``).
     :param labels: ``reference`` names a ModelKit index: unpack the variant with these labels.
+    :param verify_key: public key the ModelKit must be signed with (default: the connection's
+        ``verify_key`` extra, if any); an unsigned ModelKit is refused before anything is extracted.
     :return: ``{"reference", "pinned", "digest", "dest", "paths", "layers"}``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference", "labels")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "dest", "filters", "reference", "labels",
+                                      "verify_key")
 
     def __init__(self, *, dest: str, reference: str | None = None, filters: Sequence[str] | str | None = None,
                  existing: str = "error", write_kitfile: bool = False, asset: Asset | None = None,
-                 labels: dict[str, str] | None = None, **kwargs: Any) -> None:
+                 labels: dict[str, str] | None = None, verify_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
         self.labels = labels
@@ -348,6 +370,7 @@ class KitUnpackOperator(KitOpsBaseOperator):
         self.existing = existing
         self.write_kitfile = write_kitfile
         self.asset = asset
+        self.verify_key = verify_key
 
     def execute(self, context: Context) -> dict[str, Any]:
         if self.reference:
@@ -357,6 +380,9 @@ class KitUnpackOperator(KitOpsBaseOperator):
             self.log.info("Unpacking %s, from the asset event that triggered this run", reference)
         if self.labels:
             reference = select_variant(self.client, reference, self.labels)
+        key = verify_key(self.hook, self.verify_key)
+        if key is not None:  # before anything of the ModelKit is fetched; then use the verified digest
+            reference = self.client.verify_signature(reference, key).reference
         descriptor = self.client.resolve(reference)  # pin a tag to its digest once, before fetching
         result = self.client.unpack(descriptor.pinned, self.dest, filters=self.filters or None,
                                     existing=self.existing, write_kitfile=self.write_kitfile)
@@ -375,19 +401,23 @@ class KitPromoteOperator(KitOpsBaseOperator):
 
     Declare ``outlets=[modelkit_asset(repo)]`` to also emit an asset event (``extra`` has ``stage``).
 
+    :param require_signature: public key the ModelKit must be signed with (default: the connection's
+        ``verify_key`` extra, if any); the event records the signer's fingerprint (``signed_by``).
     :return: the stage event: ``{"stage", "repository", "digest", "previous", "time", "user", ...}``.
     """
 
-    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "stage")
+    template_fields: Sequence[str] = (*KitOpsBaseOperator.template_fields, "reference", "require_signature", "stage")
 
-    def __init__(self, *, reference: str, stage: str, **kwargs: Any) -> None:
+    def __init__(self, *, reference: str, stage: str, require_signature: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
         self.stage = stage
+        self.require_signature = require_signature
 
     def execute(self, context: Context) -> dict[str, Any]:
         reference = self.hook.qualify(self.reference)
-        event = promote(self.client, reference, self.stage)
+        event = promote(self.client, reference, self.stage,
+                        require_signature=verify_key(self.hook, self.require_signature))
         self.log.info("Promoted %s@%s to %s (previously %s)", event.repository, event.digest, event.stage,
                       event.previous or "nothing")
         if any(isinstance(o, (Asset, AssetAlias)) for o in self.outlets):

@@ -17,6 +17,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException
 
 from .hooks import KitOpsHook, KitOpsHookMixin
+from .signing import check_signature
 from .triggers import ModelKitTrigger, probe_tag
 
 if TYPE_CHECKING:
@@ -29,25 +30,33 @@ class ModelKitSensor(KitOpsHookMixin, BaseSensorOperator):
     :param reference: the tag to watch (``":tag"`` = the connection's default repository).
     :param previous_digest: the digest already seen; empty or ``None`` = wait only for existence.
     :param deferrable: wait in the triggerer (``operators.default_deferrable`` by default).
+    :param verify_key: public key the new ModelKit must be signed with (default: the connection's
+        ``verify_key`` extra, if any): an unsigned or untrusted one fails the task instead of succeeding.
     """
 
-    template_fields: Sequence[str] = ("kitops_conn_id", "kitops_home", "previous_digest", "reference")
+    template_fields: Sequence[str] = ("kitops_conn_id", "kitops_home", "previous_digest", "reference", "verify_key")
     ui_color = "#dfe9ff"
 
     def __init__(self, *, reference: str, previous_digest: str | None = None,
                  kitops_conn_id: str | None = KitOpsHook.default_conn_name, kitops_home: str | None = None,
                  deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-                 **kwargs: Any) -> None:
+                 verify_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reference = reference
         self.previous_digest = previous_digest
         self.kitops_conn_id = kitops_conn_id
         self.kitops_home = kitops_home
         self.deferrable = deferrable
+        self.verify_key = verify_key
 
     def _previous(self) -> str | None:
         # a template that pulled nothing renders as "" or "None"
         return self.previous_digest if self.previous_digest not in (None, "", "None") else None
+
+    def _trusted(self, found: dict[str, Any]) -> dict[str, Any]:
+        """``found`` with ``signed_by`` once its signature passed (SignatureError fails the task)."""
+        signed_by = check_signature(self.hook, self.client, found["pinned"], self.verify_key)
+        return {**found, "signed_by": signed_by} if signed_by else found
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         reference = self.hook.qualify(self.reference)
@@ -57,7 +66,7 @@ class ModelKitSensor(KitOpsHookMixin, BaseSensorOperator):
                           f" (still {self._previous()})" if self._previous() else "")
             return False
         self.log.info("%s is now %s", reference, found["digest"])
-        return PokeReturnValue(is_done=True, xcom_value=found)
+        return PokeReturnValue(is_done=True, xcom_value=self._trusted(found))
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -65,10 +74,11 @@ class ModelKitSensor(KitOpsHookMixin, BaseSensorOperator):
         reference = self.hook.qualify(self.reference)
         found = probe_tag(self.client, reference, self._previous())
         if found is not None:
-            return found
+            return self._trusted(found)
         self.defer(
             trigger=ModelKitTrigger(reference, previous_digest=self._previous(), kitops_conn_id=self.kitops_conn_id,
-                                    kitops_home=self.kitops_home or None, poke_interval=self.poke_interval),
+                                    kitops_home=self.kitops_home or None, poke_interval=self.poke_interval,
+                                    timeout=float(self.timeout)),  # the trigger gives up when the sensor would
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
@@ -78,7 +88,7 @@ class ModelKitSensor(KitOpsHookMixin, BaseSensorOperator):
             message = (event or {}).get("message", "the trigger ended without an event")
             raise AirflowException(f"{self.task_id}: {message}")
         self.log.info("%s is now %s", event["modelkit"]["reference"], event["modelkit"]["digest"])
-        return event["modelkit"]
+        return self._trusted(event["modelkit"])
 
 
 __all__ = ["ModelKitSensor"]

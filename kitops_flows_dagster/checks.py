@@ -10,14 +10,17 @@ whether the pinned digest still exists::
 
 # No `from __future__ import annotations`: Dagster inspects the real annotation of `context`.
 from collections.abc import Sequence
+from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetKey,
+    AssetRecordsFilter,
     AssetsDefinition,
     MetadataValue,
+    PartitionsDefinition,
     asset_check,
 )
 
@@ -33,19 +36,28 @@ def modelkit_digest_check(
     name: str = "modelkit_digest_resolves",
     resource_key: str = "kitops",
     blocking: bool = False,
+    partitions_def: PartitionsDefinition | None = None,
 ) -> AssetChecksDefinition:
-    """An asset check on ``asset`` (stored by ModelKitIOManager) comparing recorded and current digests."""
+    """An asset check on ``asset`` (stored by ModelKitIOManager) comparing recorded and current digests.
+
+    For a partitioned asset (an ``AssetsDefinition``, or ``partitions_def=``) the check is partitioned too
+    and checks the ModelKit recorded for the partition it runs for, not the latest materialisation.
+    """
     key = asset.key if isinstance(asset, AssetsDefinition) else AssetKey.from_coercible(asset)
+    if partitions_def is None and isinstance(asset, AssetsDefinition):
+        partitions_def = asset.partitions_def
 
     @asset_check(asset=key, name=name, required_resource_keys={resource_key}, blocking=blocking,
+                 partitions_def=partitions_def,
                  description="The recorded ModelKit digest still exists and its tags still point at it.")
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         kitops: KitRegistryResource = getattr(context.resources, resource_key)
-        event = context.instance.get_latest_materialization_event(key)
-        materialization = event.asset_materialization if event is not None else None
+        partition = context.partition_key if context.has_partition_key else None
+        materialization = _recorded(context, key, partition)
         desc = descriptor_from_metadata(materialization.metadata) if materialization is not None else None
         if desc is None:
-            return AssetCheckResult(passed=False, description=f"{key.to_user_string()} has no recorded ModelKit")
+            what = f"{key.to_user_string()}{f' partition {partition!r}' if partition else ''}"
+            return AssetCheckResult(passed=False, description=f"{what} has no recorded ModelKit")
         client, remote = kitops.get_client(), bool(kitops.registry)
         repo = desc.pinned.rsplit("@", 1)[0]
         problems: list[str] = []
@@ -66,6 +78,16 @@ def modelkit_digest_check(
                                 description="; ".join(problems) or f"{desc.reference} resolves to {desc.digest}")
 
     return _check
+
+
+def _recorded(context: AssetCheckExecutionContext, key: AssetKey, partition: str | None) -> Any:
+    """The latest materialisation of ``key`` (of ``partition`` when given)."""
+    if partition is None:
+        event = context.instance.get_latest_materialization_event(key)
+        return event.asset_materialization if event is not None else None
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
+    return records[0].asset_materialization if records else None
 
 
 __all__ = ["modelkit_digest_check"]

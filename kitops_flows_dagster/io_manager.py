@@ -101,6 +101,7 @@ class ModelKitIOManager(ConfigurableIOManager):
     serializer: str = Field(default="pickle", description="pickle, json, text or 'module:Name' for Python objects.")
     unpack_dir: str | None = Field(default=None, description="Extraction cache; default <kitops_home>/dagster.")
     lineage_depth: int = Field(default=2, description="ModelKit hops in the lineage graph metadata (0: none).")
+    sign: bool = Field(default=False, description="Sign pushed outputs with the resource's signing_key.")
 
     # -- output ----------------------------------------------------------------------------------------
     def handle_output(self, context: OutputContext, obj: Any) -> None:
@@ -157,6 +158,7 @@ class ModelKitIOManager(ConfigurableIOManager):
                     client, staged.context_dir, kitfile=staged.kitfile, reference=reference,
                     sources=staged.sources or None, annotations=staged.annotations, run=run, parents=parents,
                     push=bool(self.kitops.registry), previous=previous,
+                    sign=self.kitops.get_signing_key() if self.sign and self.kitops.registry else None,
                 ).descriptor
             except KitopsError as e:
                 raise type(e)(f"{what}: could not store ModelKit {reference}: {e}") from e
@@ -165,7 +167,8 @@ class ModelKitIOManager(ConfigurableIOManager):
         if self.lineage_depth <= 0:
             return None
         try:
-            return lineage_markdown(graph(client, desc.pinned, "up", self.lineage_depth))
+            # no registry tag listing: the cost stays O(depth), not one HEAD per tag of every repository
+            return lineage_markdown(graph(client, desc.pinned, "up", self.lineage_depth, remote_tags=False))
         except KitopsError as e:  # metadata only: the ModelKit itself is stored and pushed
             context.log.warning(f"lineage graph of {desc.pinned} not rendered: {e}")
             return None
@@ -206,6 +209,11 @@ class ModelKitIOManager(ConfigurableIOManager):
     def _load_one(self, context: InputContext, client: KitOpsClient, opts: Mapping[str, Any], partition: str,
                   what: str) -> tuple[Any, ModelKitDescriptor]:
         desc = self._pin(context, client, opts, partition, what)
+        if self.kitops.verify_key:  # before the extraction cache or the registry is touched
+            try:
+                client.verify_signature(desc.pinned, self.kitops.verify_key)
+            except KitopsError as e:
+                raise type(e)(f"{what}: refusing {desc.pinned}: {e}") from e
         layers = opts.get("layers")
         filters: list[str] = [layers] if isinstance(layers, str) else list(layers or [])
         mode = opts.get("load") or ("descriptor" if context.dagster_type.typing_type is ModelKitDescriptor else "value")

@@ -31,6 +31,7 @@ from kitops_flows.api import KitOpsClient, ModelKitDescriptor, RegistryCredentia
 from kitops_flows.aws import S3ClientFactory
 from kitops_flows.errors import KitopsError
 from kitops_flows.lineage import StageEvent, promote
+from kitops_flows.signing import SigningKey, load_private_key
 from kitops_flows.worker_store import render_kitops_home
 
 from .naming import join_reference, repository_for
@@ -53,6 +54,12 @@ class KitRegistryResource(ConfigurableResource):
     repository_prefix: str = Field(default="", description="Prepended to repositories derived from asset keys.")
     immutable_tags: bool = Field(default=False, description="Refuse to move an existing tag to another digest.")
     concurrency: int = Field(default=4, description="Parallel blob transfers.")
+    signing_key: str | None = Field(
+        default=None, description="Private key for sign=True (cosign.key or PEM PKCS#8 text); use dg.EnvVar(...).")
+    signing_key_password: str | None = Field(default=None, description="Its password; use dg.EnvVar(...).")
+    verify_key: str | None = Field(
+        default=None, description="Public key (cosign.pub PEM, path or env://VAR): ModelKits not signed by it are "
+        "refused by loads, pulls and promotions.")
     s3: S3Resource | None = Field(
         default=None,
         description="dagster-aws S3Resource whose credentials/endpoint read and write s3:// data; None = boto3's "
@@ -81,6 +88,12 @@ class KitRegistryResource(ConfigurableResource):
             immutable_tags=self.immutable_tags, s3_session=self._s3_factory(),
         )
 
+    def get_signing_key(self) -> SigningKey:
+        """The resource's private key (``signing_key``/``signing_key_password``, typically ``dg.EnvVar``)."""
+        if not self.signing_key:
+            raise KitopsError("KitRegistryResource: sign=True needs signing_key (e.g. dg.EnvVar('COSIGN_KEY'))")
+        return load_private_key(self.signing_key, self.signing_key_password or "", what="KitRegistryResource.signing_key")
+
     def _s3_factory(self) -> S3ClientFactory | None:
         s3 = self.s3
         if s3 is None:
@@ -108,25 +121,28 @@ class KitRegistryResource(ConfigurableResource):
         do_push = bool(self.registry) if push is None else push
         return self.get_client().pack(context_dir, reference=reference, push=do_push, **kwargs)  # type: ignore[arg-type]
 
-    def push(self, source: str, destination: str | None = None) -> ModelKitDescriptor:
-        return self.get_client().push(source, destination)
+    def push(self, source: str, destination: str | None = None, *, sign: bool = False) -> ModelKitDescriptor:
+        return self.get_client().push(source, destination, sign=self.get_signing_key() if sign else None)
 
     def pull(self, reference: str, *, labels: dict[str, str] | None = None) -> ModelKitDescriptor:
-        """``KitOpsClient.pull``; ``labels`` pick one variant of the ModelKit index ``reference`` names."""
-        return self.get_client().pull(reference, labels=labels)
+        """``KitOpsClient.pull``; ``labels`` pick one variant of the ModelKit index ``reference`` names. Refused
+        unless signed by ``verify_key`` when the resource sets one."""
+        return self.get_client().pull(reference, labels=labels, verify_key=self.verify_key or None)
 
     def pull_layer(self, reference: str, filters: Sequence[str] | str, dest: Path | str, *,
                    existing: str = "error", labels: dict[str, str] | None = None) -> UnpackResult:
         """Fetch (through the local blob cache) and extract only the layers ``filters`` select; ``labels`` pick one
-        variant of the ModelKit index ``reference`` names."""
-        return self.get_client().pull_layer(reference, filters, dest, existing=existing, labels=labels)
+        variant of the ModelKit index ``reference`` names. Refused unless signed by ``verify_key`` if set."""
+        return self.get_client().pull_layer(reference, filters, dest, existing=existing, labels=labels,
+                                            verify_key=self.verify_key or None)
 
     def resolve(self, reference: str) -> ModelKitDescriptor:
         return self.get_client().resolve(reference)
 
     def promote(self, reference: str, stage: str) -> StageEvent:
-        """Move ``stage`` (staging, production, retired) to the ModelKit and record the move."""
-        return promote(self.get_client(), reference, stage)
+        """Move ``stage`` (staging, production, retired) to the ModelKit and record the move
+        (requiring a signature by ``verify_key`` when the resource sets one)."""
+        return promote(self.get_client(), reference, stage, require_signature=self.verify_key or None)
 
 def _current_step_fields() -> dict[str, object]:
     """``step_key``/``run_id`` of the asset or check body running in this thread (Dagster's context var)."""

@@ -71,6 +71,15 @@ class KitOpsRegistry(CredentialsBlock):
         description="prefect-aws AwsCredentials used for s3:// sources and sinks (keys, profile, region, endpoint "
         "URL in its client parameters); empty: boto3's default credential chain.",
     )
+    signing_key: SecretStr | None = Field(
+        default=None, description="Private key for sign=True: cosign.key (or PEM PKCS#8) text, or env://VAR."
+    )
+    signing_key_password: SecretStr | None = Field(default=None, description="Password of the signing key.")
+    verify_key: str | None = Field(
+        default=None,
+        description="Public key (cosign.pub PEM, path or env://VAR): pulls and promotions refuse ModelKits "
+        "not signed by it.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -116,7 +125,17 @@ class KitOpsRegistry(CredentialsBlock):
             immutable_tags=self.immutable_tags,
             progress=progress,
             s3_session=s3_client_factory(self.aws_credentials),
+            login_hint=self.login_hint(),
         )
+
+    def login_hint(self) -> str:
+        """What to fix when the registry refuses this block's credentials (named, never the secret)."""
+        name = getattr(self, "_block_document_name", None)
+        which = f"KitOpsRegistry block {name!r}" if name else "the KitOpsRegistry block passed as registry="
+        if not self.username:
+            return (f"The {which} has no username: set its username and password (or KITOPS_REGISTRY_USERNAME/"
+                    "PASSWORD on the worker)")
+        return f"Check the username and password of the {which}"
 
     def qualify(self, reference: str | None) -> str:
         """Complete a reference with this registry and default repository.
@@ -141,7 +160,10 @@ class KitOpsRegistry(CredentialsBlock):
     def secret_values(self) -> tuple[str, ...]:
         """Strings that must never appear in logs or artifacts (used to redact forwarded log lines)."""
         password = self.password.get_secret_value() if self.password else ""
-        return RegistryCredentials(self.username or "", password).secret_values()
+        signing = [f.get_secret_value() for f in (self.signing_key, self.signing_key_password) if f is not None]
+        key_lines = [line for text in signing[:1] for line in text.splitlines() if len(line) > 8 and "---" not in line]
+        return (*RegistryCredentials(self.username or "", password).secret_values(),
+                *[s for s in signing if s], *key_lines)
 
 
 def s3_client_factory(credentials: AwsCredentials | None,

@@ -155,6 +155,8 @@ def modelkit_inputs_key(inputs: Mapping[str, Any]) -> str | None:
         doc["sources"] = s3_sources_digest(inputs["sources"], session=_s3_session(inputs.get("registry")))
     for name in ("reference", "annotations", "compression", "layer_format", "parents", "push", "record_lineage"):
         doc[name] = _plain(inputs.get(name))
+    if inputs.get("sign"):  # True or a Secret block's name: never key material
+        doc["sign"] = _plain(inputs["sign"])
     if not inputs.get("push"):
         registry = inputs.get("registry")
         home = registry.kitops_home if isinstance(registry, KitOpsRegistry) else None

@@ -52,7 +52,9 @@ from kitops_flows.errors import (
 )
 from kitops_flows.idempotent import pack_and_push, promote_unless_there, push_unless_there
 from kitops_flows.lineage import StageEvent
+from kitops_flows.signing import SignatureError, SigningKeyError
 
+from . import signing
 from .artifacts import TransferProgress, artifact_key, push_summary
 from .blocks import KitOpsRegistry, resolve_registry
 from .caching import MODELKIT_INPUTS
@@ -71,7 +73,7 @@ LINEAGE_DEPTH = 3  # hops of upstream ModelKits drawn in the push artifact
 #: Errors that another attempt cannot fix: bad input, missing things, refused credentials, tag policy.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     KitfileError, ReferenceFormatError, NotFoundError, AuthenticationError, TagExistsError, FilterError,
-    UnpackError, PackError,
+    UnpackError, PackError, SignatureError, SigningKeyError,
 )
 
 
@@ -192,6 +194,8 @@ def pack_modelkit(
     push: bool = False,
     record_lineage: bool = True,
     progress_artifact: bool | None = None,
+    sign: bool | str = False,
+    sign_password: str | None = None,
 ) -> ModelKitDescriptor:
     """Pack ``context_dir`` (its Kitfile, or ``kitfile``) into a ModelKit; push it when ``push``.
 
@@ -203,6 +207,8 @@ def pack_modelkit(
     entries to ``s3://`` objects or prefixes streamed into their layers. The flow run, task run and
     deployment are recorded in the ModelKit's provenance; ``parents`` (pinned references) too.
     A push also creates the repository's markdown artifact and the ``kitops.modelkit.pushed`` event.
+    ``sign`` (with ``push``): sign it and attest its provenance, with the block's ``signing_key``
+    (``True``) or the key in the Prefect ``Secret`` block of that name (see ``signing.py``).
 
     >>> mk = pack_modelkit("job/", ":v3", registry="prod-registry", push=True)    # doctest: +SKIP
     >>> mk.pinned                                                                  # doctest: +SKIP
@@ -215,6 +221,7 @@ def pack_modelkit(
             s.client, context_dir, kitfile=kitfile, reference=ref, compression=compression, layer_format=layer_format,
             annotations=annotations, sources=sources, run=prefect_run_context() if record_lineage else None,
             parents=parents, record_lineage=record_lineage, push=push,
+            sign=_signing_key(block, sign, sign_password, push),
         )
         if outcome.new_to_repository:  # a digest the repository already held is not news
             announce_push(s.client, outcome.descriptor, secrets=s.secrets)
@@ -230,6 +237,8 @@ def push_modelkit(
     immutable: bool | None = None,
     progress_artifact: bool | None = None,
     lineage_depth: int | None = LINEAGE_DEPTH,
+    sign: bool | str = False,
+    sign_password: str | None = None,
 ) -> ModelKitDescriptor:
     """Push a packed ModelKit (blobs the registry lacks, then the manifest, then tags).
 
@@ -239,15 +248,26 @@ def push_modelkit(
     block's ``immutable_tags``. Creates the repository's artifact and emits ``kitops.modelkit.pushed`` when
     the digest is new to the repository; pushing a digest the tag already holds is a no-op (also when
     the local store no longer has it, e.g. on a fresh worker), with no artifact and no event.
+    ``sign``: as for ``pack_modelkit`` (a no-op push is signed too; the same key adds nothing twice).
     """
     block = resolve_registry(registry)
     source = modelkit.reference if isinstance(modelkit, ModelKitDescriptor) else modelkit
     dest = _push_destination(block, source, destination)
     with _session(block, progress_artifact, _progress_key(dest)) as s:
+        key = _signing_key(block, sign, sign_password, True)  # a bad key fails before anything is pushed
         result = push_unless_there(s.client, modelkit, dest, immutable=immutable)
+        if key is not None:
+            s.client.sign(result.descriptor.pinned, key)
         if result.new_to_repository:
             announce_push(s.client, result.descriptor, secrets=s.secrets, lineage_depth=lineage_depth)
     return result.descriptor
+
+
+def _signing_key(block: KitOpsRegistry | None, sign: bool | str, sign_password: str | None,
+                 push: bool) -> Any:
+    if sign and not push:
+        raise KitopsError("sign= signs the ModelKit in its registry: it needs push=True")
+    return signing.signing_key(block, sign, sign_password)
 
 
 def _push_destination(block: KitOpsRegistry | None, source: str, destination: str | None) -> str | None:
@@ -270,6 +290,7 @@ def pull_modelkit_layer(
     registry: KitOpsRegistry | str | None = None,
     existing: str = "overwrite",
     progress_artifact: bool | None = None,
+    verify_key: str | None = None,
     labels: dict[str, str] | None = None,
 ) -> UnpackResult:
     """Fetch and extract only the layers ``layers`` selects (kit filter syntax) into ``dest``.
@@ -281,6 +302,7 @@ def pull_modelkit_layer(
     are not downloaded. Every blob is verified before anything lands in ``dest``, and blobs already
     in the local store are not downloaded again. ``existing``: ``overwrite`` (default, so a re-run
     of the same flow works), ``ignore`` or ``error``. Returns ``UnpackResult`` (``.dest``, ``.paths``).
+    ``verify_key`` (default: the block's): refuse, before anything is fetched, a ModelKit not signed by it.
 
     >>> res = pull_modelkit_layer(mk.pinned, "/srv/churn", layers=["model"])   # doctest: +SKIP
     >>> res.paths[0] / "model.json"                                             # doctest: +SKIP
@@ -289,7 +311,8 @@ def pull_modelkit_layer(
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
     ref = _qualify(block, raw)
     with _session(block, progress_artifact, _progress_key(ref)) as s:
-        return s.client.pull_layer(ref, layers, dest, existing=existing, labels=labels)
+        return s.client.pull_layer(ref, layers, dest, existing=existing, labels=labels,
+                                   verify_key=signing.verify_key(block, verify_key))
 
 
 @task(name="promote-modelkit", **_RETRY_OPTIONS)
@@ -298,19 +321,24 @@ def promote_modelkit(
     stage: str = "production",
     *,
     registry: KitOpsRegistry | str | None = None,
+    require_signature: str | None = None,
 ) -> StageEvent:
     """Move the repository's ``stage`` tag (staging, production, retired) to this ModelKit, auditably.
 
     The move is recorded in the registry's hash-chained stage history and emitted as the
     ``kitops.modelkit.promoted`` event. Pass a pinned reference (``mk.pinned``) to promote exactly
     what was evaluated. If the stage already holds it, nothing is written and no event is emitted
-    (the stage's last event is returned).
+    (the stage's last event is returned). ``require_signature`` (default:
+    the block's ``verify_key``): refuse unless signed by that public key; ``signed_by`` names the key.
     """
     block = resolve_registry(registry)
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
     ref = _qualify(block, raw)
     with _session(block, False, "kitops-promote") as s:
-        event, moved = promote_unless_there(s.client, ref, stage)
+        key = signing.verify_key(block, require_signature)
+        if key is not None:  # also when the stage already holds it: a promotion gate is checked every time
+            s.client.verify_signature(ref, key)
+        event, moved = promote_unless_there(s.client, ref, stage, require_signature=key)
     if moved:
         emit_promoted(event)
     return event

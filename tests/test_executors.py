@@ -115,3 +115,130 @@ def test_prefect_dask_workers_use_their_own_stores_and_the_aws_credentials_block
     # the unpushed ModelKit lives only in its packer's store: push_modelkit says so and how to fix it
     assert "not in this task's local store" in out["push_error"] and "push=True" in out["push_error"]
     assert "NotInLocalStoreError" in out["push_error"] or "cannot push" in out["push_error"]
+
+
+class _Airflow:
+    """scheduler + dag-processor + api-server on one sqlite DB with the LocalExecutor, stopped with their children."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        from services import ManagedProcess, free_port
+
+        self.home, self.port = home, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._token: str | None = None
+        self.env = {**env, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                    "AIRFLOW__CORE__PARALLELISM": "2", "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                    "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+                    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                    "AIRFLOW__API__BASE_URL": self.url, "AIRFLOW__API_AUTH__JWT_SECRET": "exec17-jwt-" + "x" * 24,
+                    "AIRFLOW__API__SECRET_KEY": "exec17-secret", "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3",
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db"}
+        airflow = str(Path(os.sys.executable).with_name("airflow"))
+        self.procs = [ManagedProcess(name, [airflow, *argv], home / f"{name}.log", self.env) for name, argv in (
+            ("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]),
+            ("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"]))]
+
+    def __enter__(self) -> "_Airflow":
+        import subprocess
+
+        (self.home / "dags").mkdir(parents=True, exist_ok=True)
+        subprocess.run([self.procs[0].argv[0], "db", "migrate"], env=self.env, check=True, capture_output=True,
+                       timeout=300)
+        for proc in self.procs:
+            proc.start()
+        from services import http_status
+
+        self.procs[0].wait_ready(lambda: http_status(f"{self.url}/api/v2/monitor/health") == 200, "health", 120)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for proc in self.procs:
+            pgid = proc.pid
+            proc.stop(timeout=20)
+            if pgid:  # executor workers and task supervisors live in the process group
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        import requests
+
+        if self._token is None:
+            self._token = requests.get(f"{self.url}/auth/token", timeout=60).json()["access_token"]
+        resp = requests.request(method, f"{self.url}/api/v2{path}", json=body, timeout=60,
+                                headers={"Authorization": f"Bearer {self._token}"})
+        resp.raise_for_status()
+        return resp.json()
+
+    def wait(self, what: str, probe, timeout: float):  # noqa: ANN001, ANN202
+        import time
+
+        deadline = time.monotonic() + timeout
+        import requests
+
+        while time.monotonic() < deadline:
+            try:
+                if value := probe():
+                    return value
+            except requests.RequestException:  # 404 before the DAG is parsed, a slow answer on a busy machine
+                pass
+            time.sleep(1)
+        logs = "\n".join(f"--- {p.log_path.name}\n" + p.log_path.read_text()[-3000:] for p in self.procs)
+        raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+def _errors(logs: dict[str, str]) -> dict[str, list[str]]:
+    """The error lines of each task's log (JSON lines), for assertion messages."""
+    return {task: [line[:1500] for line in text.splitlines() if '"level":"error"' in line] for task, text in logs.items()}
+
+
+@pytest.mark.airflow
+def test_airflow_local_executor_tasks_use_their_own_stores_xcom_keys_and_the_aws_connection(
+        registry, orchestrator_only_s3: dict, tmp_path: Path) -> None:  # noqa: ANN001
+    from urllib.parse import quote
+
+    stores, dest = tmp_path / "stores", tmp_path / "dest"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({
+        "HOME": str(tmp_path / "user"),
+        "AIRFLOW_CONN_KITOPS_LIVE": json.dumps({"conn_type": "kitops", "host": f"http://{registry.host}",
+                                                 "extra": {"repository": "exec17/airflow"}}),
+        "AIRFLOW_CONN_AWS_LIVE": json.dumps({"conn_type": "aws", "login": orchestrator_only_s3["key"],
+                                              "password": orchestrator_only_s3["secret"],
+                                              "extra": {"endpoint_url": orchestrator_only_s3["endpoint"],
+                                                        "region_name": "us-east-1"}}),
+    })
+    dag = (TESTS / "executors" / "airflow_dag.py").read_text().replace(
+        'SETTINGS = {"stores": "", "s3_uri": "", "dest": "", "ctx": ""}',
+        f"SETTINGS = {{'stores': {str(stores)!r}, 's3_uri': {orchestrator_only_s3['uri']!r}, 'dest': {str(dest)!r}, "
+        f"'ctx': {str(tmp_path / 'ctx')!r}}}")
+    for name in ("push", "local"):  # empty pack contexts: the only layer comes from S3
+        (tmp_path / "ctx" / name).mkdir(parents=True)
+    with _Airflow(tmp_path / "airflow", env) as af:
+        (af.home / "dags" / "kitops_live.py").write_text(dag)
+
+        af.wait("the DAG to be parsed", lambda: af.api("GET", "/dags/kitops_live")["dag_id"] == "kitops_live", 180)
+        run_id = quote(af.api("POST", "/dags/kitops_live/dagRuns", {"logical_date": None})["dag_run_id"], safe="")
+        af.wait("the run to finish",
+                lambda: af.api("GET", f"/dags/kitops_live/dagRuns/{run_id}")["state"] in ("success", "failed"), 240)
+        tis = af.api("GET", f"/dags/kitops_live/dagRuns/{run_id}/taskInstances")["task_instances"]
+        states = {ti["task_id"]: ti["state"] for ti in tis}
+        logs = {p.parent.name.removeprefix("task_id="): p.read_text() for p in (af.home / "logs").rglob("attempt=1.log")}
+        assert states == {"pack_push": "success", "unpack": "success", "pack_local": "success",
+                          "pack_no_connection": "success", "push_elsewhere": "failed"}, (states, _errors(logs))
+        pinned = af.api("GET", f"/dags/kitops_live/dagRuns/{run_id}/taskInstances/pack_push/xcomEntries/pinned")
+
+    # pack.output["pinned"] is an XCom of its own; unpack pulled it into its own store from the registry
+    assert pinned["value"].startswith(f"{registry.host}/exec17/airflow@sha256:")
+    [train] = dest.rglob("train.json")  # the S3 object, read with the connection's credentials
+    assert json.loads(train.read_text()) == [1, 2, 3, 6]
+    assert set(_store_dirs(stores)) == {"pack_push", "unpack", "pack_local", "pack_no_connection"}  # one per task
+    # the unpushed ModelKit is only in pack_local's store: push_elsewhere's (empty) store is named, with the fix
+    error = "\n".join(_errors(logs)["push_elsewhere"])
+    assert "not in this task's local store" in error and str(stores / "push_elsewhere") in error
+    assert "push=True" in error

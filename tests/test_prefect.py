@@ -508,7 +508,8 @@ def test_block_type_registers_from_the_cli(prefect_server: None) -> None:
     schema = next(s for s in schemas if s.block_type_id == block_type.id)
     props = schema.fields["properties"]
     # the nested AwsCredentials block's secret is a secret of this block too
-    assert schema.fields["secret_fields"] == ["password", "aws_credentials.aws_secret_access_key"]
+    assert schema.fields["secret_fields"] == ["password", "aws_credentials.aws_secret_access_key", "signing_key",
+                                             "signing_key_password"]
     assert any(o.get("format") == "password" for o in props["password"].get("anyOf", [props["password"]]))
     assert {"registry", "username", "repository", "plain_http", "tls_verify", "immutable_tags",
             "kitops_home"} <= set(props)

@@ -1,6 +1,7 @@
-"""No secret leaks: the registry password (and its basic-auth form), bearer tokens and the S3 secret key never
-show up in logs, exceptions, CLI output, the local store, the registry, Airflow XCom/logs/DB, Prefect
-artifacts/results/logs or Dagster events/storage.
+"""No secret leaks: the registry password (and its basic-auth form), bearer tokens, the S3 secret key and the
+ModelKit signing key (cosign PEM, its decrypted PKCS#8 form, its password) never show up in logs, exceptions,
+CLI output, the local store, the registry, Airflow XCom/logs/DB, Prefect artifacts/results/logs or Dagster
+events/storage. The orchestrator runs sign what they push and verify it before pulling it back.
 
 Every test first proves the credentials were really used (an authenticated push that an anonymous client
 could not have made, a registry access log naming the user, non-empty sinks), then scans each sink for every
@@ -34,6 +35,7 @@ from kitops_flows.api import KitOpsClient
 from kitops_flows.errors import AuthenticationError, KitopsError
 from kitops_flows.registry import RegistryClient, RegistryCredentials, login
 from kitops_flows.registry.retry import RetryPolicy
+from kitops_flows.signing import generate_key_pair, load_private_key
 from kitops_flows.store import LocalStore
 
 SCAN_CHUNK = 1 << 20
@@ -59,6 +61,17 @@ class Needles:
         needles.add("password", registry.password)
         needles.add("basic-auth", base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode())
         return needles
+
+    def add_signing_key(self, key: Any, password: str) -> str:
+        """The key's cosign PEM (returned, to hand to the code under test), its password, and every body line
+        of both its encrypted and its decrypted (PKCS#8) PEM: a leak of any form is found."""
+        pem = key.to_cosign_pem(password).decode()
+        self.add("signing-key-password", password)
+        for form, text in (("cosign", pem), ("pkcs8", key.to_pkcs8_pem().decode())):
+            for i, line in enumerate(text.splitlines()[1:-1]):
+                if len(line) >= 16:
+                    self.add(f"signing-key {form} line {i}", line)
+        return pem
 
     def add(self, name: str, value: str) -> None:
         assert len(value) >= 8, f"needle {name} is too short to be a meaningful secret"
@@ -295,6 +308,26 @@ def test_cli_at_debug_prints_no_secret_on_success_or_failure(auth_registry: Any,
     # the failures explain themselves (so the output we scan is the real error path)
     assert "refused" in runs["login wrong password"].stderr and "connection refused" in runs[
         "push to a registry that is down"].stderr
+    # sign-off at -vv: a key pair, a signature, a wrong key password, a verification
+    key_password = "cli-sign-" + secrets.token_hex(8)
+    prefix = tmp_path / "keys" / "release"
+    prefix.parent.mkdir()
+    cosign_env = {"COSIGN_PASSWORD": key_password}
+    signing = {
+        "generate-key-pair": run_cli(kitops_home, "generate-key-pair", "--output-key-prefix", str(prefix), env=cosign_env),
+        "sign": run_cli(kitops_home, "sign", ref, "--key", f"{prefix}.key", "--plain-http", env=cosign_env),
+        "sign (wrong key password)": run_cli(kitops_home, "sign", ref, "--key", f"{prefix}.key", "--plain-http",
+                                             env={"COSIGN_PASSWORD": key_password + "-wrong"}),
+        "verify": run_cli(kitops_home, "verify", ref, "--key", f"{prefix}.pub", "--attestation", "--plain-http"),
+    }
+    assert {n: d.returncode for n, d in signing.items()} == {
+        "generate-key-pair": 0, "sign": 0, "sign (wrong key password)": 1, "verify": 0}, \
+        {n: d.stderr[-500:] for n, d in signing.items()}
+    assert "wrong password" in signing["sign (wrong key password)"].stderr
+    needles.add_signing_key(load_private_key(f"{prefix}.key", key_password), key_password)
+    for i, line in enumerate(Path(f"{prefix}.key").read_text().splitlines()[1:-1]):
+        needles.add(f"cosign.key line {i}", line)  # the file as written (its salt and nonce are random)
+    runs.update(signing)
     found = [hit for name, done in runs.items()
              for hit in needles.scan(f"`{name}` stdout", done.stdout) + needles.scan(f"`{name}` stderr", done.stderr)]
     found += needles.scan_tree("KITOPS_HOME", kitops_home, allowed=[kitops_home / "credentials.json"])
@@ -344,10 +377,12 @@ def test_failures_carry_no_secret_in_exceptions_or_logs(auth_registry: Any, kito
     tmp_repo = f"{proxy.host}/secrets/explode:v1"
     expect("exception raised mid-push", RuntimeError,
            lambda: client(proxy.host, good, progress=exploding_progress).push(local.reference, tmp_repo))
-    # a connection dropped mid-upload is retried (a WARNING with the reason), then the push succeeds
+    # a connection dropped mid-upload is retried (the reason logged: per attempt at debug, the recovery at info),
+    # then the push succeeds
     proxy.drop_next(1, path_contains="/blobs/uploads/", method="PUT")
     pushed = client(proxy.host, good).push(local.reference, f"{proxy.host}/secrets/retried:v1")
-    assert any("retrying" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert any("retrying" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert any("succeeded on attempt 2" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
     proxy_host = proxy.host
     proxy.stop()
     expect("registry down", KitopsError, lambda: client(proxy_host, good).push(local.reference, via_proxy))
@@ -441,17 +476,21 @@ def test_airflow_dag_keeps_the_connection_password_out_of_xcom_logs_and_db(
     from kitops_flows_airflow import KitPackOperator, KitPullOperator
 
     needles = Needles.for_registry(auth_registry)
+    key, key_password = generate_key_pair(), "airflow-sign-" + secrets.token_hex(8)
+    pem = needles.add_signing_key(key, key_password)
     debug_logging(caplog, monkeypatch)
     host = auth_registry.host
     monkeypatch.setenv("AIRFLOW_CONN_KITOPS_SECRETS", json.dumps({
         "conn_type": "kitops", "host": f"http://{host}", "login": auth_registry.username,
-        "password": auth_registry.password, "extra": {"kitops_home": str(kitops_home), "repository": "secrets/airflow"}}))
+        "password": auth_registry.password, "extra": {"kitops_home": str(kitops_home), "repository": "secrets/airflow",
+                                                      "signing_key": pem, "signing_key_password": key_password}}))
     since = auth_registry.log_offset()
     with DAG("kitops_secrets_scan", schedule=None) as dag:
         pack = KitPackOperator(task_id="pack", kitops_conn_id="kitops_secrets", context_dir=str(make_context(
-            tmp_path / "ctx", weights="airflow")), reference=":v1", push=True)
+            tmp_path / "ctx", weights="airflow")), reference=":v1", push=True, sign=True)
         pack >> KitPullOperator(task_id="pull", kitops_conn_id="kitops_secrets", kitops_home=str(tmp_path / "pull-home"),
-                                reference="{{ ti.xcom_pull(task_ids='pack')['pinned'] }}")
+                                reference="{{ ti.xcom_pull(task_ids='pack')['pinned'] }}",
+                                verify_key=key.public_key.to_pem().decode())
     _register_airflow_dag(dag)
     recorded = logging.handlers.BufferingHandler(capacity=1_000_000)
     for name in ("kitops_flows", "kitops_flows_airflow"):
@@ -470,6 +509,9 @@ def test_airflow_dag_keeps_the_connection_password_out_of_xcom_logs_and_db(
     pushed = json.loads(by_task["pack"]) if isinstance(by_task["pack"], str) else by_task["pack"]
     assert pushed["pinned"].startswith(f"{host}/secrets/airflow@sha256:")
     assert authenticated_writes(auth_registry, since)
+    assert f"sha256-{pushed['digest'].split(':')[1]}.sig" in RegistryClient(
+        host, credentials=RegistryCredentials(auth_registry.username, auth_registry.password), plain_http=True
+    ).list_tags("secrets/airflow")  # the key was really used
     expect_anonymous_refused(pushed["pinned"], tmp_path / "anon")
     assert {task: fields["reference"] for task, fields in rendered}["pull"] == pushed["pinned"]  # rendered template
     out, err = capfd.readouterr()
@@ -522,16 +564,19 @@ def test_prefect_flow_keeps_the_block_password_out_of_artifacts_results_and_logs
     from kitops_flows_prefect import KitOpsRegistry, pack_modelkit, pull_modelkit_layer
 
     needles = Needles.for_registry(auth_registry)
+    key, key_password = generate_key_pair(), "prefect-sign-" + secrets.token_hex(8)
+    pem = needles.add_signing_key(key, key_password)
     debug_logging(caplog, monkeypatch)
     block = KitOpsRegistry(registry=auth_registry.host, plain_http=True, username=auth_registry.username,
                            password=SecretStr(auth_registry.password), repository="secrets/prefect",
-                           kitops_home=str(kitops_home))
+                           kitops_home=str(kitops_home), signing_key=SecretStr(pem),
+                           signing_key_password=SecretStr(key_password), verify_key=key.public_key.to_pem().decode())
     block.save("secrets-scan", overwrite=True)
     since = auth_registry.log_offset()
 
     @flow
     def pack_then_pull(context: str, dest: str, registry: Any) -> tuple[Any, Any]:  # a KitOpsRegistry block
-        pushed = pack_modelkit(context, ":v1", registry="secrets-scan", push=True, progress_artifact=True)
+        pushed = pack_modelkit(context, ":v1", registry="secrets-scan", push=True, progress_artifact=True, sign=True)
         return pushed, pull_modelkit_layer(pushed, dest, registry=registry)  # the block as a parameter too
 
     weights = "prefect-" + secrets.token_hex(8)  # new content: no cache hit from an earlier session's results
@@ -590,12 +635,19 @@ def test_dagster_materialization_keeps_the_resource_password_out_of_events_metad
     from kitops_flows_dagster import KitRegistryResource, ModelKitIOManager
 
     needles = Needles.for_registry(auth_registry)
+    key, key_password = generate_key_pair(), "dagster-sign-" + secrets.token_hex(8)
+    pem = needles.add_signing_key(key, key_password)
     debug_logging(caplog, monkeypatch)
     monkeypatch.setenv("SECRETS_TEST_KITOPS_PASSWORD", auth_registry.password)
+    monkeypatch.setenv("SECRETS_TEST_COSIGN_KEY", pem)
+    monkeypatch.setenv("SECRETS_TEST_COSIGN_PASSWORD", key_password)
+    env = password_source == "EnvVar"
     kitops = KitRegistryResource(registry=auth_registry.host, plain_http=True, kitops_home=str(kitops_home),
                                  repository_prefix="secrets", username=auth_registry.username,
-                                 password=dg.EnvVar("SECRETS_TEST_KITOPS_PASSWORD") if password_source == "EnvVar"
-                                 else auth_registry.password)
+                                 password=dg.EnvVar("SECRETS_TEST_KITOPS_PASSWORD") if env else auth_registry.password,
+                                 signing_key=dg.EnvVar("SECRETS_TEST_COSIGN_KEY") if env else pem,
+                                 signing_key_password=dg.EnvVar("SECRETS_TEST_COSIGN_PASSWORD") if env else key_password,
+                                 verify_key=key.public_key.to_pem().decode())
 
     @dg.asset
     def private_rows() -> list[int]:
@@ -611,7 +663,7 @@ def test_dagster_materialization_keeps_the_resource_password_out_of_events_metad
     instance_dir.mkdir()
     with dg.DagsterInstance.local_temp(tempdir=str(instance_dir)) as instance:
         result = dg.materialize([private_rows, row_count], instance=instance,
-                                resources={"kitops": kitops, "io_manager": ModelKitIOManager(kitops=kitops)})
+                                resources={"kitops": kitops, "io_manager": ModelKitIOManager(kitops=kitops, sign=True)})
         assert result.success and result.output_for_node("row_count") == 3
         events = instance.all_logs(result.run_id)
         run = instance.get_run_by_id(result.run_id)

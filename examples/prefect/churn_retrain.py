@@ -18,9 +18,12 @@ Run it once against a local registry and S3-compatible store::
                R(registry='http://127.0.0.1:5000', repository='team/churn').save('kitops-registry')"
     python -m examples.prefect.churn_retrain --once
 
-Serve it on its schedule (03:00 every day): ``python -m examples.prefect.churn_retrain``, or
-``prefect deploy --all`` with ``examples/prefect/prefect.yaml``. S3 credentials and endpoint come
-from boto3's chain (``AWS_*`` env vars, ``AWS_ENDPOINT_URL_S3``).
+Serve it on its schedule (03:00 every day): ``python -m examples.prefect.churn_retrain``, or deploy it
+to a work pool (``prefect work-pool create kitops-examples --type process``, then
+``prefect deploy --all --prefect-file examples/prefect/prefect.yaml`` and
+``prefect worker start --pool kitops-examples``). S3 credentials and endpoint come from boto3's chain
+(``AWS_*`` env vars, ``AWS_ENDPOINT_URL_S3``); the kitops tasks use an ``AwsCredentials`` block instead
+when it is set as the ``KitOpsRegistry`` block's ``aws_credentials``.
 """
 
 from __future__ import annotations

@@ -103,6 +103,7 @@ class RegistryClient:
         user_agent: str = f"kitops-flows/{__version__}",
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
+        login_hint: str | None = None,
     ) -> None:
         self.registry = registry
         self.plain_http = plain_http
@@ -118,7 +119,9 @@ class RegistryClient:
         self._netloc = urlsplit(self.base_url).netloc
         self._session = _make_session(concurrency + self.parallel_download.connections, user_agent, tls_verify,
                                       ca_cert, client_cert)
-        self.login_hint = f"Log in with `kitops-flows login {registry}` (or set KITOPS_REGISTRY_USERNAME/PASSWORD)"
+        # how to fix refused credentials; an orchestrator plugin names its own connection/block/resource
+        self.login_hint = login_hint or (
+            f"Log in with `kitops-flows login {registry}` (or set KITOPS_REGISTRY_USERNAME/PASSWORD)")
         self.auth = Authenticator(
             registry, credentials, self._session, plain_http=plain_http,
             timeout=(connect_timeout, read_timeout), login_hint=self.login_hint,
