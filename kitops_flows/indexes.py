@@ -31,8 +31,8 @@ from .modelindex import (
     ANNOTATION_ORIGINAL_TAG,
     ANNOTATION_SIZE,
     IndexEntry,
-    IndexError_,
     ModelKitIndex,
+    ModelKitIndexError,
     NotAnIndexError,
     empty_index_bytes,
     entry_reference,
@@ -92,9 +92,9 @@ def index_reference(text: str, *, announce: bool = True) -> Reference:
     """An index reference: a tag (``latest`` when none, as kit says), never a digest or extra tags."""
     ref = parse_reference(text)
     if ref.extra_tags:
-        raise IndexError_(f"invalid index reference: extra tags are not supported: {', '.join(ref.extra_tags)}")
+        raise ModelKitIndexError(f"invalid index reference: extra tags are not supported: {', '.join(ref.extra_tags)}")
     if ref.is_digest:
-        raise IndexError_(f"index reference must be a tag, not a digest: {text}")
+        raise ModelKitIndexError(f"index reference must be a tag, not a digest: {text}")
     if not _names_tag(text) and announce:
         LOG.info("No tag specified for index. Using 'latest' as default ('%s:latest')", text)
     return ref
@@ -123,7 +123,7 @@ class ModelKitIndexes:
 
     def read_remote(self, ref: Reference) -> tuple[Descriptor, bytes, ModelKitIndex]:
         if ref.is_local_only:
-            raise IndexError_(f"can not check remote: {display(ref)} does not contain registry")
+            raise ModelKitIndexError(f"can not check remote: {display(ref)} does not contain registry")
         fetched = self.kit.registry_client(ref.registry).get_manifest(ref.repository, ref.reference)
         if fetched.media_type != OCI_INDEX:
             raise NotAnIndexError("artifact is not a ModelKit index")
@@ -148,7 +148,7 @@ class ModelKitIndexes:
             self.local.resolve(ref)
         except NotFoundError:
             return ref, self.local.write(ref, empty_index_bytes())
-        raise IndexError_(f"index {display(ref)} already exists")
+        raise ModelKitIndexError(f"index {display(ref)} already exists")
 
     def add(self, index: str, modelkit: str, *, labels: Labels = (), annotations: Iterable[str] = (),
             remote: bool = False) -> Descriptor:
@@ -158,11 +158,11 @@ class ModelKitIndexes:
         index_ref = index_reference(index)
         model_ref = parse_reference(modelkit)
         if model_ref.extra_tags:
-            raise IndexError_(f"invalid ModelKit reference: extra tags are not supported: {', '.join(model_ref.extra_tags)}")
+            raise ModelKitIndexError(f"invalid ModelKit reference: extra tags are not supported: {', '.join(model_ref.extra_tags)}")
         if remote and model_ref.is_local_only:
-            raise IndexError_(f"can not check remote: {display(model_ref)} does not contain registry")
+            raise ModelKitIndexError(f"can not check remote: {display(model_ref)} does not contain registry")
         if model_ref.repo_path != index_ref.repo_path:
-            raise IndexError_(f"ModelKit {display(model_ref)} is not in the same repository as index "
+            raise ModelKitIndexError(f"ModelKit {display(model_ref)} is not in the same repository as index "
                               f"{display(index_ref)}; an index may only reference ModelKits in its own repository")
         label_edits = labels_to_edits(labels) if isinstance(labels, Mapping) else parse_label_edits(labels)
         annotation_edits = parse_annotation_edits(annotations)
@@ -214,16 +214,16 @@ class ModelKitIndexes:
                                         "digest instead") from None
         previous, _, idx = self.read_local(index_ref)
         if not idx.remove(digest):
-            raise IndexError_(f"index {display(index_ref)} does not contain {digest}")
+            raise ModelKitIndexError(f"index {display(index_ref)} does not contain {digest}")
         return shown, self.local.write(index_ref, idx.to_bytes(), previous)
 
     def delete(self, index: str | None = None, *, force: bool = False, all_untagged: bool = False) -> list[str]:
         """kit index delete: untag, delete one index, or (``all_untagged``) every untagged one (``force``: all).
         Returns kit's message lines. ModelKits are never removed."""
         if all_untagged and index:
-            raise IndexError_("index should not be specified when --all flag is used")
+            raise ModelKitIndexError("index should not be specified when --all flag is used")
         if not all_untagged and not index:
-            raise IndexError_("index is required for delete unless --all is specified")
+            raise ModelKitIndexError("index is required for delete unless --all is specified")
         if all_untagged:
             lines = []
             for stored in self.local.list():
@@ -236,7 +236,7 @@ class ModelKitIndexes:
         try:
             desc, _, _ = self.read_local(ref)
         except NotAnIndexError:
-            raise IndexError_(f"{display(ref)} is not a ModelKit index; use 'kit remove' to remove a ModelKit") from None
+            raise ModelKitIndexError(f"{display(ref)} is not a ModelKit index; use 'kit remove' to remove a ModelKit") from None
         tags = self.local.tags_of(ref.repo_path, desc.digest)
         if not ref.is_digest and len(tags) > 1 and not force:
             self.local.untag(ref)
@@ -288,13 +288,13 @@ class ModelKitIndexes:
         src = index_reference(source)
         dst = index_reference(destination) if destination else src
         if dst.is_local_only:
-            raise IndexError_("registry is required when pushing")
+            raise ModelKitIndexError("registry is required when pushing")
         desc, data, _ = self.read(src)
         try:
             self.kit.registry_client(dst.registry).put_manifest(dst.repository, dst.reference, data, OCI_INDEX)
         except RegistryHTTPError as e:
             if {"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_UNKNOWN"} & set(e.codes):
-                raise IndexError_(f"remote rejected the index: {dst.repo_path} does not contain every ModelKit the "
+                raise ModelKitIndexError(f"remote rejected the index: {dst.repo_path} does not contain every ModelKit the "
                                   f"index references. Push those ModelKits first, then retry: {e}") from None
             raise
         return dst, desc
@@ -303,7 +303,7 @@ class ModelKitIndexes:
         """Store a remote index's bytes unchanged under its tag (the ModelKits are not pulled)."""
         ref = index_reference(index)
         if ref.is_local_only:
-            raise IndexError_(f"registry is required when pulling: {display(ref)}")
+            raise ModelKitIndexError(f"registry is required when pulling: {display(ref)}")
         _, data, _ = self.read_remote(ref)
         try:
             previous = self.local.resolve(ref)
@@ -375,7 +375,7 @@ def pull_variant(kit: KitOpsClient, reference: str, labels: Labels) -> ModelKitD
     by digest and tagged locally with the index's tag. Labels on a plain ModelKit are ignored, with a warning."""
     ref = parse_reference(reference)
     if ref.is_local_only:
-        raise IndexError_(f"cannot pull {display(ref)}: it names no registry")
+        raise ModelKitIndexError(f"cannot pull {display(ref)}: it names no registry")
     selector = parse_selector(labels if isinstance(labels, Mapping) else list(labels))
     fetched = kit.registry_client(ref.registry).get_manifest(ref.repository, ref.reference)
     if fetched.media_type != OCI_INDEX:
@@ -384,7 +384,7 @@ def pull_variant(kit: KitOpsClient, reference: str, labels: Labels) -> ModelKitD
     try:
         idx = ModelKitIndex.from_bytes(fetched.data, f"index {ref}")
     except NotAnIndexError:
-        raise IndexError_(f"reference {ref} is not an image manifest") from None
+        raise ModelKitIndexError(f"reference {ref} is not an image manifest") from None
     entry = select_entry(idx, selector, ref)
     LOG.info("Index %s refers to ModelKit %s", display(ref), entry_reference(entry, ref) or entry.digest)
     pinned = ref.with_reference(entry.digest)

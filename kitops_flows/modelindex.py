@@ -34,11 +34,11 @@ _PLATFORM_ORDER = ("architecture", "os", "os.version", "os.features", "variant")
 _WS = " \t\n\r"
 
 
-class IndexError_(KitopsError):  # noqa: N801 - "IndexError" is a builtin
+class ModelKitIndexError(KitopsError):
     """A ModelKit index is malformed, or a label edit or selector is invalid."""
 
 
-class NotAnIndexError(IndexError_):
+class NotAnIndexError(ModelKitIndexError):
     """The artifact is not a ModelKit index (kit: ``artifact is not a ModelKit index``)."""
 
 
@@ -136,14 +136,14 @@ class ModelKitIndex:
             text = data.decode("utf-8")
             doc = json.loads(text)
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise IndexError_(f"failed to parse index: {what} is not valid JSON ({e})") from None
+            raise ModelKitIndexError(f"failed to parse index: {what} is not valid JSON ({e})") from None
         if not isinstance(doc, dict):
-            raise IndexError_(f"failed to parse index: {what} is not a JSON object")
+            raise ModelKitIndexError(f"failed to parse index: {what} is not a JSON object")
         if doc.get("mediaType") != OCI_INDEX or doc.get("artifactType") != KIT_INDEX_ARTIFACT_TYPE:
             raise NotAnIndexError("artifact is not a ModelKit index")
         manifests = doc.get("manifests") or []
         if not isinstance(manifests, list):
-            raise IndexError_(f"failed to parse index: manifests of {what} is not a list")
+            raise ModelKitIndexError(f"failed to parse index: manifests of {what} is not a list")
         raw_meta = _raw_model_metadata(text)
         entries = []
         for i, m in enumerate(manifests):
@@ -164,13 +164,13 @@ def is_index(media_type: str, artifact_type: str | None) -> bool:
 
 def _entry_from_dict(m: object, labels: dict[str, str], what: str) -> IndexEntry:
     if not isinstance(m, dict):
-        raise IndexError_(f"failed to parse index: {what} is not an object")
+        raise ModelKitIndexError(f"failed to parse index: {what} is not an object")
     digest, size = m.get("digest"), m.get("size")
     if not isinstance(digest, str) or not isinstance(size, int) or isinstance(size, bool):
-        raise IndexError_(f"failed to parse index: {what} needs a digest string and an integer size")
+        raise ModelKitIndexError(f"failed to parse index: {what} needs a digest string and an integer size")
     ann = m.get("annotations") or {}
     if not isinstance(ann, dict) or not all(isinstance(v, str) for v in ann.values()):
-        raise IndexError_(f"failed to parse index: annotations of {what} must map strings to strings")
+        raise ModelKitIndexError(f"failed to parse index: annotations of {what} must map strings to strings")
     return IndexEntry(
         digest=digest, size=size, media_type=str(m.get("mediaType") or ""), annotations=dict(ann),
         artifact_type=str(m["artifactType"]) if m.get("artifactType") else None, labels=labels,
@@ -297,11 +297,11 @@ def _parse_key_values(args: Iterable[str], kind: str) -> list[tuple[str, str, bo
         elif arg.endswith("-"):
             kv = (arg[:-1], "", False, True)
         else:
-            raise IndexError_(f"invalid {kind} {_go_q(arg)}: expected key=value to set, or key- to remove")
+            raise ModelKitIndexError(f"invalid {kind} {_go_q(arg)}: expected key=value to set, or key- to remove")
         if not kv[0]:
-            raise IndexError_(f"invalid {kind} {_go_q(arg)}: key cannot be empty")
+            raise ModelKitIndexError(f"invalid {kind} {_go_q(arg)}: key cannot be empty")
         if kv[0] in seen:
-            raise IndexError_(f"invalid {kind} {_go_q(arg)}: each key can be specified only once")
+            raise ModelKitIndexError(f"invalid {kind} {_go_q(arg)}: each key can be specified only once")
         seen.add(kv[0])
         parsed.append(kv)
     return parsed
@@ -316,7 +316,7 @@ def parse_label_edits(args: Iterable[str]) -> KeyValueEdits:
             removes.append(key)
             continue
         if not _LABEL_KEY_RE.match(key):
-            raise IndexError_(
+            raise ModelKitIndexError(
                 f"invalid label key {_go_q(key)}: must be a name of letters, digits, '-', '_', and '.' that starts "
                 "and ends with a letter or digit, optionally prefixed by a DNS subdomain and '/' (e.g. example.com/gpu)"
             )
@@ -326,7 +326,7 @@ def parse_label_edits(args: Iterable[str]) -> KeyValueEdits:
         try:
             json.loads(value)
         except ValueError:
-            raise IndexError_(f"invalid label {key}:={value}: value is not valid JSON") from None
+            raise ModelKitIndexError(f"invalid label {key}:={value}: value is not valid JSON") from None
         sets[key] = go_compact(value)
     return KeyValueEdits(sets, tuple(removes))
 
@@ -337,12 +337,12 @@ def parse_annotation_edits(args: Iterable[str]) -> KeyValueEdits:
     removes: list[str] = []
     for key, value, is_json, remove in _parse_key_values(args, "annotation"):
         if key.startswith(ANNOTATION_PREFIX):
-            raise IndexError_(f"invalid annotation {_go_q(key)}: the {ANNOTATION_PREFIX} namespace is reserved for "
+            raise ModelKitIndexError(f"invalid annotation {_go_q(key)}: the {ANNOTATION_PREFIX} namespace is reserved for "
                               "annotations kit records itself")
         if remove:
             removes.append(key)
         elif is_json:
-            raise IndexError_(f"invalid annotation {key}:={value}: annotation values are strings; use key=value")
+            raise ModelKitIndexError(f"invalid annotation {key}:={value}: annotation values are strings; use key=value")
         else:
             sets[key] = value
     return KeyValueEdits(sets, tuple(removes))
@@ -365,9 +365,9 @@ def parse_selector(args: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep or not key:
-            raise IndexError_(f"invalid label {_go_q(arg)}: expected key=value")
+            raise ModelKitIndexError(f"invalid label {_go_q(arg)}: expected key=value")
         if key in selector:
-            raise IndexError_(f"invalid label {_go_q(arg)}: {key} is already set to {_go_q(selector[key])}; "
+            raise ModelKitIndexError(f"invalid label {_go_q(arg)}: {key} is already set to {_go_q(selector[key])}; "
                               "each label can be specified only once")
         selector[key] = value
     return selector
@@ -398,11 +398,11 @@ def select_entry(index: ModelKitIndex, selector: Mapping[str, str], index_ref: R
         return matches[0]
     if not matches:
         if not index.entries:
-            raise IndexError_("index contains no ModelKits")
+            raise ModelKitIndexError("index contains no ModelKits")
         wanted = ", ".join(f"{k}={selector[k]}" for k in sorted(selector)) or "no labels"
-        raise IndexError_(f"no ModelKit in the index has {wanted}. The index contains:\n"
+        raise ModelKitIndexError(f"no ModelKit in the index has {wanted}. The index contains:\n"
                           f"{describe_entries(index.entries, index_ref)}")
-    raise IndexError_(f"{len(matches)} ModelKits in the index match; add labels to select one of:\n"
+    raise ModelKitIndexError(f"{len(matches)} ModelKits in the index match; add labels to select one of:\n"
                       f"{describe_entries(matches, index_ref)}")
 
 

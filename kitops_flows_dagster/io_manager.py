@@ -167,7 +167,8 @@ class ModelKitIOManager(ConfigurableIOManager):
         if self.lineage_depth <= 0:
             return None
         try:
-            return lineage_markdown(graph(client, desc.pinned, "up", self.lineage_depth))
+            # no registry tag listing: the cost stays O(depth), not one HEAD per tag of every repository
+            return lineage_markdown(graph(client, desc.pinned, "up", self.lineage_depth, remote_tags=False))
         except KitopsError as e:  # metadata only: the ModelKit itself is stored and pushed
             context.log.warning(f"lineage graph of {desc.pinned} not rendered: {e}")
             return None

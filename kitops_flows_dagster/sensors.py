@@ -13,7 +13,8 @@ and run tags ``kitops/reference``, ``kitops/pinned`` and ``kitops/digest`` that 
     def model(context):
         pinned = context.run.tags["kitops/pinned"]        # consume exactly what was pushed
 
-Bookkeeping tags (referrers fallback `sha256-…`, the stage log) are skipped by `KitOpsClient.list_tags`.
+Bookkeeping tags (`reference.is_internal_tag`: referrers fallback `sha256-…`, cosign `.sig`/`.att`, the stage
+log) are skipped by `KitOpsClient.list_tags`.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the real annotation of `context`.

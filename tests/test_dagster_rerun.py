@@ -57,8 +57,8 @@ def test_unchanged_rematerialisation_keeps_the_data_version_and_downstream_fresh
     defs = dg.Definitions(assets=assets, jobs=[job], sensors=[sensor], resources=resources)
 
     def tick(cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:
-        data = sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, resources={"kitops": kitops},
-                                                            definitions=defs))
+        with dg.build_sensor_context(cursor=cursor, resources={"kitops": kitops}, definitions=defs) as context:
+            data = sensor.evaluate_tick(context)
         return list(data.run_requests or []), data.cursor
 
     instance = dg.DagsterInstance.ephemeral()

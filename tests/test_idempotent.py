@@ -230,5 +230,6 @@ def test_lineage_and_history_show_every_run_of_one_digest(registry: RegistryServ
     node = graph(reader, ref, "up").nodes[reader.resolve(ref).digest]
     assert sorted(r["runId"] for r in node.runs) == ["night-0", "night-1", "night-2"]
     assert json.loads(graph(reader, ref, "up").to_json())  # runs are JSON-safe
+    assert "built by 3 runs" in graph(reader, ref, "up").to_mermaid()
     promote(reader, ref, "staging")
     assert [e.stage for e in history(reader, f"{registry.host}/idem/hist")] == ["staging"]

@@ -35,7 +35,7 @@ from kitops_flows.api import KitOpsClient
 from kitops_flows.errors import AuthenticationError, KitopsError
 from kitops_flows.registry import RegistryClient, RegistryCredentials, login
 from kitops_flows.registry.retry import RetryPolicy
-from kitops_flows.signing import generate_key_pair
+from kitops_flows.signing import generate_key_pair, load_private_key
 from kitops_flows.store import LocalStore
 
 SCAN_CHUNK = 1 << 20
@@ -308,6 +308,26 @@ def test_cli_at_debug_prints_no_secret_on_success_or_failure(auth_registry: Any,
     # the failures explain themselves (so the output we scan is the real error path)
     assert "refused" in runs["login wrong password"].stderr and "connection refused" in runs[
         "push to a registry that is down"].stderr
+    # sign-off at -vv: a key pair, a signature, a wrong key password, a verification
+    key_password = "cli-sign-" + secrets.token_hex(8)
+    prefix = tmp_path / "keys" / "release"
+    prefix.parent.mkdir()
+    cosign_env = {"COSIGN_PASSWORD": key_password}
+    signing = {
+        "generate-key-pair": run_cli(kitops_home, "generate-key-pair", "--output-key-prefix", str(prefix), env=cosign_env),
+        "sign": run_cli(kitops_home, "sign", ref, "--key", f"{prefix}.key", "--plain-http", env=cosign_env),
+        "sign (wrong key password)": run_cli(kitops_home, "sign", ref, "--key", f"{prefix}.key", "--plain-http",
+                                             env={"COSIGN_PASSWORD": key_password + "-wrong"}),
+        "verify": run_cli(kitops_home, "verify", ref, "--key", f"{prefix}.pub", "--attestation", "--plain-http"),
+    }
+    assert {n: d.returncode for n, d in signing.items()} == {
+        "generate-key-pair": 0, "sign": 0, "sign (wrong key password)": 1, "verify": 0}, \
+        {n: d.stderr[-500:] for n, d in signing.items()}
+    assert "wrong password" in signing["sign (wrong key password)"].stderr
+    needles.add_signing_key(load_private_key(f"{prefix}.key", key_password), key_password)
+    for i, line in enumerate(Path(f"{prefix}.key").read_text().splitlines()[1:-1]):
+        needles.add(f"cosign.key line {i}", line)  # the file as written (its salt and nonce are random)
+    runs.update(signing)
     found = [hit for name, done in runs.items()
              for hit in needles.scan(f"`{name}` stdout", done.stdout) + needles.scan(f"`{name}` stderr", done.stderr)]
     found += needles.scan_tree("KITOPS_HOME", kitops_home, allowed=[kitops_home / "credentials.json"])

@@ -67,10 +67,10 @@ def sign_modelkit(client: SourceLike, reference: str, key: SigningKey, *, mode: 
         raise KitopsError(f"unknown signature mode {mode!r}: use one of {', '.join(MODES)}")
     target = resolve_target(client, reference, "sign")
     repo = SignatureRepository(as_source(client).registry(target.registry), target.repository)
-    api = repo.has_referrers_api(target.digest)
+    api = repo.has_referrers_api(target.digest) if mode != "tag" else False  # one probe, only when it matters
     if mode == "auto":
         mode = "referrers" if api else "tag"
-    statement = _provenance_attestation(provenance, target)
+    statement = _provenance_attestation(provenance, target) if attest else None  # reading it costs requests
     if mode == "tag":
         added, where = _sign_tag(repo, target, key, annotations)
         att = _attest_tag(repo, target, key, statement) if attest and statement else None
