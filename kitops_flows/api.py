@@ -1,10 +1,18 @@
 """The public API: what the CLI and the Airflow, Prefect and Dagster plugins call.
 
->>> from kitops_flows.api import KitOpsClient
->>> kit = KitOpsClient()                                   # local store at $KITOPS_HOME, like kit
->>> mk = kit.pack("ml/churn", reference="127.0.0.1:5000/team/churn:v3")      # doctest: +SKIP
->>> kit.push(mk.reference)                                                   # doctest: +SKIP
->>> kit.pull_layer(mk.pinned, ["model"], "/tmp/serve")                       # doctest: +SKIP
+>>> import pathlib, tempfile
+>>> work = pathlib.Path(tempfile.mkdtemp())
+>>> kit = KitOpsClient.from_home(work / "kitops")          # KitOpsClient(): the store at $KITOPS_HOME, like kit
+>>> (work / "job").mkdir(); _ = (work / "job" / "model.bin").write_bytes(b"weights")
+>>> _ = (work / "job" / "Kitfile").write_text("manifestVersion: 1.0.0\\nmodel: {name: churn, path: model.bin}\\n")
+>>> mk = kit.pack(work / "job", reference="team/churn:v3")
+>>> [(layer.kind, layer.path) for layer in mk.layers], mk.tags
+([('model', 'model.bin')], ('v3',))
+>>> kit.pull_layer("team/churn:v3", ["model"], work / "serve").paths[0].read_bytes()
+b'weights'
+
+With a registry in the reference, ``kit.push(mk.reference)`` copies it there, and ``pull_layer``
+on another machine fetches only the layers it extracts.
 
 One client holds one store and the registry settings; it keeps no global state, so plugins can
 build one per task from their own connection/block/resource config.

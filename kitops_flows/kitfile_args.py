@@ -31,7 +31,19 @@ def _is_s3(value: str) -> bool:
     return value.startswith("s3://")
 
 
-def _s3_path(folder: str, label: str, uri: str) -> str:
+#: The folder inside the ModelKit an ``s3://`` source of each kind lands in when no path is given.
+S3_FOLDERS = {"model": "model", "dataset": "data", "code": "code", "docs": "docs"}
+
+
+def s3_layer_path(kind: str, label: str, uri: str) -> str:
+    """Where an ``s3://`` source lands inside the ModelKit when no path is given (every plugin's rule).
+
+    An object keeps its file name, a prefix takes the entry's label, under the kind's folder:
+
+    >>> s3_layer_path("dataset", "train", "s3://b/churn/train.csv"), s3_layer_path("dataset", "train", "s3://b/churn/")
+    ('data/train.csv', 'data/train')
+    """
+    folder = S3_FOLDERS[kind]
     key = uri[len("s3://"):].partition("/")[2]
     if not key or key.endswith("/"):
         return f"{folder}/{label}"
@@ -82,14 +94,14 @@ class KitfileArguments:
         if self.model:
             name = self.model_name or package.get("name") or "model"
             if _is_s3(self.model):
-                path = _s3_path("model", name, self.model)
+                path = s3_layer_path("model", name, self.model)
                 sources[path] = self.model
             else:
                 path = rel(self.model, "model")
             kf.model = Model(name=name, path=path)
         for name, value in self.datasets.items():
             if _is_s3(value):
-                kf.datasets.append(DatasetEntry(name=name, path=_s3_path("data", name, value)))
+                kf.datasets.append(DatasetEntry(name=name, path=s3_layer_path("dataset", name, value)))
                 sources[name] = value
             else:
                 kf.datasets.append(DatasetEntry(name=name, path=rel(value, f"dataset {name}")))
@@ -110,4 +122,4 @@ class KitfileArguments:
         return common.parent if common.as_posix() in absolute or common.is_file() else common
 
 
-__all__ = ["KitfileArguments"]
+__all__ = ["S3_FOLDERS", "KitfileArguments", "s3_layer_path"]

@@ -49,6 +49,14 @@ class UnpackResult:
         """Where each unpacked entry's files are (``dest / entry.path``)."""
         return [self.dest / clean_path(p.entry.path) for p in self.layers]
 
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON (XCom, artifacts, metadata): ``dest``, ``paths``, ``layers`` (kind, path, name, digest,
+        size) and ``kitfile_written``."""
+        layers = [{"kind": p.entry.kind, "path": p.entry.path, "name": p.entry.name, "digest": p.layer.digest,
+                   "size": p.layer.size} for p in self.layers]
+        return {"dest": str(self.dest), "paths": [str(p) for p in self.paths], "layers": layers,
+                "kitfile_written": self.kitfile_written}
+
 
 def select_layers(kitfile: Kitfile, manifest: Manifest, filters: Sequence[LayerFilter], what: str) -> list[PlannedLayer]:
     """The planned layers the filters select, in kit's unpack order."""

@@ -26,7 +26,7 @@ LOG = logging.getLogger("kitops_flows")
 
 
 def unpack_to_s3(
-    client: KitOpsClient,
+    kit: KitOpsClient,
     reference: str,
     filters: Sequence[str] | str | None,
     dest: str,
@@ -54,9 +54,9 @@ def unpack_to_s3(
     loc = S3Uri.parse(dest)
     if not loc.is_prefix:
         raise S3SourceError(f"{dest}: the destination must be a prefix ending in '/' (e.g. s3://bucket/path/)")
-    source = client.source
+    source = kit.source
     loaded, planned = source.selected_layers(reference, parse_filter_list(filters))
-    s3 = s3_client(session if session is not None else client.s3_session)
+    s3 = s3_client(session if session is not None else kit.s3_session)
     files: list[PlannedFile] = []
 
     def plan(name: str, reader: Any, _size: int) -> None:

@@ -24,118 +24,37 @@ As an environment variable::
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseHook
 
-from kitops_flows.api import KitOpsClient, LocalStore
+from kitops_flows.api import KitOpsClient
 from kitops_flows.errors import KitopsError, NotFoundError
-from kitops_flows.progress import ProgressCallback
-from kitops_flows.registry import RegistryCredentials
-from kitops_flows.worker_store import render_kitops_home
+from kitops_flows.settings import RegistrySettings, parse_flag, split_address
 
 CONN_TYPE = "kitops"
 #: The ``extra`` keys a kitops connection understands.
 EXTRA_FIELDS = ("plain_http", "tls_verify", "kitops_home", "repository", "immutable_tags")
 
 
-def _flag(value: Any, default: bool, name: str) -> bool:
-    """Read a boolean extra: the UI stores strings, JSON connections real booleans."""
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise KitopsError(f"connection extra {name}={value!r} is not a boolean: use true or false")
+def settings_from_connection(conn: Any) -> RegistrySettings:
+    """The core's RegistrySettings from an Airflow ``Connection`` of type ``kitops`` or ``docker``."""
+    extra: Mapping[str, Any] = conn.extra_dejson or {}
 
+    def get(name: str) -> Any:  # the UI form may store "extra__kitops__<name>"
+        return extra.get(name, extra.get(f"extra__{CONN_TYPE}__{name}"))
 
-@dataclass(frozen=True)
-class RegistrySettings:
-    """What a connection says about a registry; ``client()`` builds the KitOpsClient.
-
-    ``credentials`` is kept out of ``repr`` (RegistryCredentials hides the password anyway).
-    """
-
-    registry: str | None = None
-    credentials: RegistryCredentials | None = field(default=None, repr=False)
-    plain_http: bool = False
-    tls_verify: bool = True
-    kitops_home: str | None = None
-    repository: str | None = None
-    immutable_tags: bool = False
-
-    @classmethod
-    def from_connection(cls, conn: Any) -> RegistrySettings:
-        """Read an Airflow ``Connection`` of type ``kitops`` or ``docker``."""
-        extra: Mapping[str, Any] = conn.extra_dejson or {}
-
-        def get(name: str) -> Any:  # the UI form may store "extra__kitops__<name>"
-            return extra.get(name, extra.get(f"extra__{CONN_TYPE}__{name}"))
-
-        registry, scheme = _split_host(conn.host or "", conn.port)
-        plain_http = _flag(get("plain_http"), scheme == "http", "plain_http")
-        creds = RegistryCredentials(conn.login, conn.password or "") if conn.login else None
-        return cls(
-            registry=registry,
-            credentials=creds,
-            plain_http=plain_http,
-            tls_verify=_flag(get("tls_verify"), True, "tls_verify"),
-            kitops_home=get("kitops_home") or None,
-            repository=(get("repository") or "").strip("/") or None,
-            immutable_tags=_flag(get("immutable_tags"), False, "immutable_tags"),
-        )
-
-    def client(self, *, kitops_home: str | Path | None = None,
-               progress: ProgressCallback | None = None) -> KitOpsClient:
-        """A KitOpsClient for this registry; credentials are passed in memory only."""
-        home = kitops_home or self.kitops_home
-        store = LocalStore(home) if home else LocalStore.default()
-        creds = {self.registry: self.credentials} if self.registry and self.credentials else None
-        return KitOpsClient(
-            store=store, plain_http=self.plain_http, tls_verify=self.tls_verify, credentials=creds,
-            immutable_tags=self.immutable_tags, progress=progress,
-        )
-
-    def qualify(self, reference: str | None) -> str:
-        """Complete a reference with the connection's registry and default repository.
-
-        ``None`` -> ``registry/repository``; ``":v3"`` -> ``registry/repository:v3``;
-        ``"@sha256:…"`` -> pinned in the default repository; any other reference is returned as is
-        (a reference without a registry part stays local-only, as in kit).
-        """
-        if reference is None or reference.startswith((":", "@")):
-            if not self.registry or not self.repository:
-                raise KitopsError(
-                    f"no ModelKit reference given and the connection defines no default "
-                    f"{'repository' if self.registry else 'registry'}: pass reference='registry/repo:tag' "
-                    "or set host and extra.repository on the connection"
-                )
-            return f"{self.registry}/{self.repository}{reference or ''}"
-        return reference
-
-
-def _split_host(host: str, port: int | None) -> tuple[str | None, str | None]:
-    """``http://reg:5000/v2/`` -> ``("reg:5000", "http")``; registry hosts carry no scheme or path."""
-    host = host.strip()
-    if not host:
-        return None, None
-    scheme = None
-    if "://" in host:
-        parts = urllib.parse.urlsplit(host)
-        scheme, host = parts.scheme.lower(), parts.netloc
-    host = host.split("/", 1)[0]
-    if port and ":" not in host:
-        host = f"{host}:{port}"
-    return host or None, scheme
+    _, scheme = split_address(conn.host, conn.port)
+    return RegistrySettings.parse(
+        conn.host, port=conn.port, username=conn.login or None, password=conn.password or "",
+        plain_http=parse_flag(get("plain_http"), scheme == "http", "connection extra plain_http"),
+        tls_verify=parse_flag(get("tls_verify"), True, "connection extra tls_verify"),
+        kitops_home=get("kitops_home") or None, repository=get("repository") or None,
+        immutable_tags=parse_flag(get("immutable_tags"), False, "connection extra immutable_tags"),
+        origin=f"the connection {conn.conn_id}",
+    )
 
 
 class KitOpsHook(BaseHook):
@@ -170,7 +89,7 @@ class KitOpsHook(BaseHook):
                               self.kitops_conn_id)
                 self._settings = RegistrySettings()
             else:
-                self._settings = RegistrySettings.from_connection(self.get_connection(self.kitops_conn_id))
+                self._settings = settings_from_connection(self.get_connection(self.kitops_conn_id))
                 mask_credentials(self._settings)
         return self._settings
 
@@ -183,8 +102,7 @@ class KitOpsHook(BaseHook):
         ``kitops_home`` (the hook's, else the connection's) is a template filled with ``task_fields``
         (see ``kitops_flows.worker_store``): ``/scratch/kitops/{task_id}``, or ``ephemeral``.
         """
-        home = render_kitops_home(self.kitops_home or self.settings.kitops_home, **task_fields)
-        return self.settings.client(kitops_home=home, progress=None)
+        return self.settings.client(kitops_home=self.kitops_home, **task_fields)
 
     def qualify(self, reference: str | None) -> str:
         """See ``RegistrySettings.qualify``."""
@@ -240,7 +158,7 @@ def mask_credentials(settings: RegistrySettings) -> None:
         mask_secret(secret)
 
 
-__all__ = ["CONN_TYPE", "KitOpsHook", "RegistrySettings", "mask_credentials"]
+__all__ = ["CONN_TYPE", "KitOpsHook", "RegistrySettings", "mask_credentials", "settings_from_connection"]
 
 
 class KitOpsHookMixin:

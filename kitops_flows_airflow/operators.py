@@ -399,13 +399,8 @@ class KitUnpackOperator(KitOpsBaseOperator):
         result = self.client.unpack(descriptor.pinned, self.dest, filters=self.filters or None,
                                     existing=self.existing, write_kitfile=self.write_kitfile)
         self._lineage_input(descriptor_uri(descriptor), descriptor.digest)
-        layers = [{"kind": p.entry.kind, "path": p.entry.path, "name": p.entry.name, "digest": p.layer.digest,
-                   "size": p.layer.size} for p in result.layers]
-        self.log.info("Unpacked %d layer(s) of %s into %s", len(layers), descriptor.pinned, result.dest)
-        return {
-            "reference": reference, "pinned": descriptor.pinned, "digest": descriptor.digest,
-            "dest": str(result.dest), "paths": [str(p) for p in result.paths], "layers": layers,
-        }
+        self.log.info("Unpacked %d layer(s) of %s into %s", len(result.layers), descriptor.pinned, result.dest)
+        return {"reference": reference, "pinned": descriptor.pinned, "digest": descriptor.digest, **result.to_dict()}
 
 
 class KitPromoteOperator(KitOpsBaseOperator):

@@ -18,7 +18,7 @@ from kitops_flows.api import KitOpsClient
 from kitops_flows.errors import KitopsError
 from kitops_flows.reference import parse_reference
 
-from .hooks import KitOpsHook, RegistrySettings
+from .hooks import KitOpsHook, RegistrySettings, settings_from_connection
 
 
 def probe_tag(client: KitOpsClient, reference: str, previous_digest: str | None = None) -> dict[str, Any] | None:
@@ -76,7 +76,7 @@ class ModelKitTrigger(BaseTrigger):
         settings = RegistrySettings()
         if self.kitops_conn_id is not None:
             try:  # the async lookup: a sync one from the event loop can deadlock the triggerer
-                settings = RegistrySettings.from_connection(await KitOpsHook.aget_connection(self.kitops_conn_id))
+                settings = settings_from_connection(await KitOpsHook.aget_connection(self.kitops_conn_id))
             except AirflowNotFoundException:
                 if self.kitops_conn_id != KitOpsHook.default_conn_name:
                     raise  # a named connection must exist; only the default one may be absent

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kitops_flows.errors import PackError
+from kitops_flows.kitfile_args import s3_layer_path
 
 from .serializers import get_serializer
 
@@ -42,9 +43,10 @@ class Layer:
 
     ``source`` is a ``Path`` (file or directory), an ``s3://`` URI string, or any Python object
     (written with ``serializer``). A ``Path`` with ``serializer`` set is a file that serializer
-    already wrote (re-packing a loaded layer): it is recorded so loaders deserialise it. ``path`` is the path inside the ModelKit (default: the file or
-    directory name, the S3 key's last part, or ``<name><extension>`` for objects); ``name`` the
-    Kitfile entry name (datasets and the model).
+    already wrote (re-packing a loaded layer): it is recorded so loaders deserialise it. ``path`` is
+    the path inside the ModelKit (default: the file or directory name; for S3 the core's rule,
+    ``kitfile_args.s3_layer_path``: ``data/train.csv``; ``<name><extension>`` for objects); ``name``
+    the Kitfile entry name (datasets and the model).
     """
 
     kind: str
@@ -89,9 +91,8 @@ def _is_s3(value: Any) -> bool:
 def _default_path(layer: Layer, fallback_name: str, serializer_ext: str) -> str:
     if isinstance(layer.source, os.PathLike):
         return Path(layer.source).name
-    if _is_s3(layer.source):
-        tail = PurePosixPath(layer.source[len("s3://"):].rstrip("/")).name
-        return tail if "/" in layer.source[len("s3://"):].rstrip("/") else (layer.name or fallback_name)
+    if _is_s3(layer.source):  # the core's rule, as for every plugin's Kitfile arguments
+        return s3_layer_path(layer.kind, layer.name or fallback_name, layer.source)
     return f"{layer.name or fallback_name}{serializer_ext}"
 
 

@@ -27,12 +27,12 @@ from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from kitops_flows.api import KitOpsClient, ModelKitDescriptor, RegistryCredentials, UnpackResult
+from kitops_flows.api import KitOpsClient, ModelKitDescriptor, UnpackResult
 from kitops_flows.aws import S3ClientFactory
 from kitops_flows.errors import KitopsError
 from kitops_flows.lineage import StageEvent, promote
+from kitops_flows.settings import RegistrySettings
 from kitops_flows.signing import SigningKey, load_private_key
-from kitops_flows.worker_store import render_kitops_home
 
 from .naming import join_reference, repository_for
 
@@ -78,14 +78,15 @@ class KitRegistryResource(ConfigurableResource):
                 "KitRegistryResource: set both username and password (or neither, to use KITOPS_REGISTRY_* env "
                 "vars or the docker config)"
             )
-        credentials = None
-        if self.username is not None and self.password is not None and self.registry:
-            credentials = {self.registry: RegistryCredentials(self.username, self.password)}
         fields = {**_current_step_fields(), **step_fields} if self.kitops_home else {}
-        return KitOpsClient.from_home(
-            render_kitops_home(self.kitops_home, **fields), plain_http=self.plain_http,
-            tls_verify=self.tls_verify, credentials=credentials, concurrency=self.concurrency,
-            immutable_tags=self.immutable_tags, s3_session=self._s3_factory(),
+        return self.settings().client(s3_session=self._s3_factory(), **fields)
+
+    def settings(self) -> RegistrySettings:
+        """The resource as the core's registry settings (``registry`` may be written ``http://host:port``)."""
+        return RegistrySettings.parse(
+            self.registry, plain_http=True if self.plain_http else None, username=self.username,
+            password=self.password, tls_verify=self.tls_verify, kitops_home=self.kitops_home,
+            immutable_tags=self.immutable_tags, concurrency=self.concurrency, origin="the KitRegistryResource",
         )
 
     def get_signing_key(self) -> SigningKey:
@@ -108,11 +109,12 @@ class KitRegistryResource(ConfigurableResource):
     def repo_path_for(self, asset_key_path: Sequence[str]) -> str:
         """``registry/repository`` for an asset key (just the repository for the local store)."""
         repo = self.repository_for(asset_key_path)
-        return f"{self.registry}/{repo}" if self.registry else repo
+        registry = self.settings().registry
+        return f"{registry}/{repo}" if registry else repo
 
     def reference_for(self, asset_key_path: Sequence[str], tag_or_digest: str) -> str:
         """``registry/prefix/asset/key:tag`` (or ``@sha256:…``)."""
-        return join_reference(self.registry, self.repository_for(asset_key_path), tag_or_digest)
+        return join_reference(self.settings().registry or "", self.repository_for(asset_key_path), tag_or_digest)
 
     # -- operations for use inside assets -------------------------------------------------------------
     def pack(self, context_dir: Path | str, *, reference: str, push: bool | None = None,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from typing import Any
-from urllib.parse import urlsplit
 
 from prefect.blocks.abstract import CredentialsBlock
 from prefect_aws import AwsCredentials
@@ -27,7 +26,7 @@ from pydantic import Field, SecretStr, model_validator
 from kitops_flows.api import KitOpsClient, ProgressCallback, RegistryCredentials
 from kitops_flows.aws import S3ClientFactory, merged_config
 from kitops_flows.errors import KitopsError
-from kitops_flows.worker_store import render_kitops_home
+from kitops_flows.settings import RegistrySettings, split_address
 
 
 class KitOpsRegistry(CredentialsBlock):
@@ -87,18 +86,24 @@ class KitOpsRegistry(CredentialsBlock):
         """``http://host:5000/`` -> registry ``host:5000`` with plain_http; registries carry no scheme or path."""
         if not isinstance(data, dict) or not isinstance(data.get("registry"), str):
             return data
-        text = data["registry"].strip()
-        if "://" in text:
-            parts = urlsplit(text)
-            if parts.scheme not in ("http", "https"):
-                raise ValueError(f"registry {text!r}: use a host such as registry.example.com, or an http(s):// URL")
-            if parts.scheme == "http" and "plain_http" not in data:
-                data = {**data, "plain_http": True}
-            text = parts.netloc
-        data = {**data, "registry": text.split("/", 1)[0] or None}
+        try:
+            registry, scheme = split_address(data["registry"])
+        except KitopsError as e:
+            raise ValueError(str(e)) from None
+        if scheme == "http" and "plain_http" not in data:
+            data = {**data, "plain_http": True}
+        data = {**data, "registry": registry}
         if isinstance(data.get("repository"), str):
             data["repository"] = data["repository"].strip("/") or None
         return data
+
+    def settings(self) -> RegistrySettings:
+        """The block as the core's registry settings."""
+        return RegistrySettings(
+            registry=self.registry, credentials=self.credentials(), plain_http=self.plain_http,
+            tls_verify=self.tls_verify, kitops_home=self.kitops_home, repository=self.repository,
+            immutable_tags=self.immutable_tags, login_hint=self.login_hint(), origin="the KitOpsRegistry block",
+        )
 
     def credentials(self) -> RegistryCredentials | None:
         """The block's credentials as the core's value type (its repr hides the password)."""
@@ -116,17 +121,8 @@ class KitOpsRegistry(CredentialsBlock):
         >>> KitOpsRegistry(registry="127.0.0.1:5000", plain_http=True).get_client().plain_http
         True
         """
-        creds = self.credentials()
-        return KitOpsClient.from_home(
-            render_kitops_home(self.kitops_home, cleanup=cleanup, **task_fields),
-            plain_http=self.plain_http,
-            tls_verify=self.tls_verify,
-            credentials={self.registry: creds} if self.registry and creds else None,
-            immutable_tags=self.immutable_tags,
-            progress=progress,
-            s3_session=s3_client_factory(self.aws_credentials),
-            login_hint=self.login_hint(),
-        )
+        return self.settings().client(progress=progress, s3_session=s3_client_factory(self.aws_credentials),
+                                      cleanup=cleanup, **task_fields)
 
     def login_hint(self) -> str:
         """What to fix when the registry refuses this block's credentials (named, never the secret)."""
@@ -147,15 +143,7 @@ class KitOpsRegistry(CredentialsBlock):
         >>> KitOpsRegistry(registry="reg.example.com", repository="team/churn").qualify(":v3")
         'reg.example.com/team/churn:v3'
         """
-        if reference is not None and not reference.startswith((":", "@")):
-            return reference
-        if not self.registry or not self.repository:
-            missing = "repository" if self.registry else "registry"
-            raise KitopsError(
-                f"no full ModelKit reference given ({reference!r}) and the KitOpsRegistry block has no default "
-                f"{missing}: pass reference='registry/repo:tag' or set the block's {missing}"
-            )
-        return f"{self.registry}/{self.repository}{reference or ''}"
+        return self.settings().qualify(reference)
 
     def secret_values(self) -> tuple[str, ...]:
         """Strings that must never appear in logs or artifacts (used to redact forwarded log lines)."""

@@ -102,11 +102,11 @@ _RETRY_OPTIONS: dict[str, Any] = {
 
 
 @dataclass
-class _Session:
-    """One task's block, client and progress callback."""
+class _TaskKit:
+    """What one task run works with: its block, its KitOpsClient (``kit``) and its progress callback."""
 
     block: KitOpsRegistry | None
-    client: KitOpsClient
+    kit: KitOpsClient
     progress: TransferProgress
 
     @property
@@ -115,16 +115,16 @@ class _Session:
 
 
 @contextlib.contextmanager
-def _session(registry: KitOpsRegistry | str | None, progress_artifact: bool | None,
-             progress_key: str) -> Iterator[_Session]:
+def _task_kit(registry: KitOpsRegistry | str | None, progress_artifact: bool | None,
+             progress_key: str) -> Iterator[_TaskKit]:
     """Resolve the block, build the client and route the core's logs to this task run."""
     block = resolve_registry(registry)
     progress = TransferProgress(progress_key, enabled=progress_artifact)
-    with contextlib.ExitStack() as cleanup:  # an ephemeral store lives as long as the task's session
-        client = (block.get_client(progress=progress, cleanup=cleanup, **task_fields()) if block is not None
-                  else KitOpsClient(progress=progress))
+    with contextlib.ExitStack() as cleanup:  # an ephemeral store lives as long as the task run
+        kit = (block.get_client(progress=progress, cleanup=cleanup, **task_fields()) if block is not None
+               else KitOpsClient(progress=progress))
         with task_run_logs(progress.threads, block.secret_values() if block is not None else ()):
-            yield _Session(block, client, progress)
+            yield _TaskKit(block, kit, progress)
             progress.finish()
 
 
@@ -216,15 +216,15 @@ def pack_modelkit(
     """
     block = resolve_registry(registry)
     ref = _qualify(block, reference)
-    with _session(block, progress_artifact, _progress_key(ref)) as s:
+    with _task_kit(block, progress_artifact, _progress_key(ref)) as s:
         outcome = pack_and_push(
-            s.client, context_dir, kitfile=kitfile, reference=ref, compression=compression, layer_format=layer_format,
+            s.kit, context_dir, kitfile=kitfile, reference=ref, compression=compression, layer_format=layer_format,
             annotations=annotations, sources=sources, run=prefect_run_context() if record_lineage else None,
             parents=parents, record_lineage=record_lineage, push=push,
             sign=_signing_key(block, sign, sign_password, push),
         )
         if outcome.new_to_repository:  # a digest the repository already held is not news
-            announce_push(s.client, outcome.descriptor, secrets=s.secrets)
+            announce_push(s.kit, outcome.descriptor, secrets=s.secrets)
     return outcome.descriptor
 
 
@@ -253,13 +253,13 @@ def push_modelkit(
     block = resolve_registry(registry)
     source = modelkit.reference if isinstance(modelkit, ModelKitDescriptor) else modelkit
     dest = _push_destination(block, source, destination)
-    with _session(block, progress_artifact, _progress_key(dest)) as s:
+    with _task_kit(block, progress_artifact, _progress_key(dest)) as s:
         key = _signing_key(block, sign, sign_password, True)  # a bad key fails before anything is pushed
-        result = push_unless_there(s.client, modelkit, dest, immutable=immutable)
+        result = push_unless_there(s.kit, modelkit, dest, immutable=immutable)
         if key is not None:
-            s.client.sign(result.descriptor.pinned, key)
+            s.kit.sign(result.descriptor.pinned, key)
         if result.new_to_repository:
-            announce_push(s.client, result.descriptor, secrets=s.secrets, lineage_depth=lineage_depth)
+            announce_push(s.kit, result.descriptor, secrets=s.secrets, lineage_depth=lineage_depth)
     return result.descriptor
 
 
@@ -310,8 +310,8 @@ def pull_modelkit_layer(
     block = resolve_registry(registry)
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
     ref = _qualify(block, raw)
-    with _session(block, progress_artifact, _progress_key(ref)) as s:
-        return s.client.pull_layer(ref, layers, dest, existing=existing, labels=labels,
+    with _task_kit(block, progress_artifact, _progress_key(ref)) as s:
+        return s.kit.pull_layer(ref, layers, dest, existing=existing, labels=labels,
                                    verify_key=signing.verify_key(block, verify_key))
 
 
@@ -334,11 +334,11 @@ def promote_modelkit(
     block = resolve_registry(registry)
     raw = modelkit.pinned if isinstance(modelkit, ModelKitDescriptor) else modelkit
     ref = _qualify(block, raw)
-    with _session(block, False, "kitops-promote") as s:
+    with _task_kit(block, False, "kitops-promote") as s:
         key = signing.verify_key(block, require_signature)
         if key is not None:  # also when the stage already holds it: a promotion gate is checked every time
-            s.client.verify_signature(ref, key)
-        event, moved = promote_unless_there(s.client, ref, stage, require_signature=key)
+            s.kit.verify_signature(ref, key)
+        event, moved = promote_unless_there(s.kit, ref, stage, require_signature=key)
     if moved:
         emit_promoted(event)
     return event

@@ -37,7 +37,7 @@ from airflow.sdk import Asset, Connection  # noqa: E402
 from kitops_flows.kitfile_args import KitfileArguments  # noqa: E402
 from kitops_flows_airflow.assets import modelkit_asset, repository_uri  # noqa: E402
 from kitops_flows_airflow.get_provider_info import get_provider_info  # noqa: E402
-from kitops_flows_airflow.hooks import KitOpsHook, RegistrySettings  # noqa: E402
+from kitops_flows_airflow.hooks import KitOpsHook, RegistrySettings, settings_from_connection  # noqa: E402
 from kitops_flows_airflow.operators import parent_references  # noqa: E402
 from kitops_flows_airflow.triggers import ModelKitTrigger, probe_tag  # noqa: E402
 
@@ -88,7 +88,7 @@ def test_registry_settings_from_kitops_and_docker_connections(tmp_path: Path) ->
     conn = Connection(conn_id="k", conn_type="kitops", host="http://127.0.0.1:5000/", login="ci",
                       password="s3cr3t-pw", extra=json.dumps({"repository": "/team/churn/", "kitops_home": str(tmp_path),
                                                                "immutable_tags": "true", "tls_verify": "false"}))
-    s = RegistrySettings.from_connection(conn)
+    s = settings_from_connection(conn)
     assert (s.registry, s.plain_http, s.tls_verify, s.immutable_tags, s.repository, s.kitops_home) == (
         "127.0.0.1:5000", True, False, True, "team/churn", str(tmp_path))
     assert s.credentials == RegistryCredentials("ci", "s3cr3t-pw")
@@ -102,15 +102,15 @@ def test_registry_settings_from_kitops_and_docker_connections(tmp_path: Path) ->
 
     docker = Connection(conn_id="d", conn_type="docker", host="https://Registry.example.com/v1/", port=None,
                         login="bot", password="tok", extra=json.dumps({"email": "a@b.c", "reauth": True}))
-    d = RegistrySettings.from_connection(docker)
+    d = settings_from_connection(docker)
     assert (d.registry, d.plain_http, d.repository) == ("Registry.example.com", False, None)
     with pytest.raises(KitopsError, match="defines no default repository"):
         d.qualify(":v1")
 
-    port = RegistrySettings.from_connection(Connection(conn_id="p", conn_type="kitops", host="reg.local", port=5443))
+    port = settings_from_connection(Connection(conn_id="p", conn_type="kitops", host="reg.local", port=5443))
     assert port.registry == "reg.local:5443" and port.credentials is None
     with pytest.raises(KitopsError, match="plain_http='maybe' is not a boolean"):
-        RegistrySettings.from_connection(Connection(conn_id="b", conn_type="kitops", host="r",
+        settings_from_connection(Connection(conn_id="b", conn_type="kitops", host="r",
                                                     extra=json.dumps({"plain_http": "maybe"})))
 
 

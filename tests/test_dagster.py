@@ -94,12 +94,12 @@ def test_stage_lays_out_layers_and_a_strict_kitfile(tmp_path: Path) -> None:
     kf = Kitfile.load(staged.kitfile)
     assert kf.validate() == []
     assert [(e.kind, e.path) for e in kf.layer_entries()] == [
-        ("model", "model"), ("code", "cfg/params.json"), ("dataset", "train.csv"), ("docs", "README.md")]
+        ("model", "model"), ("code", "cfg/params.json"), ("dataset", "train.csv"), ("docs", "docs/README.md")]
     assert (kf.package.name, kf.package.version, kf.datasets[0].name) == ("churn", "7", "train")
     assert (staged.context_dir / "model/sub/w.bin").read_bytes() == b"\0" * 100
     assert (staged.context_dir / "model/sub/w.bin").stat().st_ino == (model_dir / "sub/w.bin").stat().st_ino  # linked
     assert json.loads((staged.context_dir / "cfg/params.json").read_text()) == {"lr": 0.1}
-    assert staged.sources == {"README.md": "s3://bucket/docs/README.md"}
+    assert staged.sources == {"docs/README.md": "s3://bucket/docs/README.md"}
     assert json.loads(staged.annotations[ANNOTATION_SERIALIZERS]) == {"cfg/params.json": "json"}
 
 

@@ -274,7 +274,7 @@ def test_layer_sources_index_after_reference_datasets_leave_the_layers(s3: Any) 
         "manifestVersion: 1.0.0\npackage: {name: hook}\nmodel: {name: m, path: model.bin}\n"
         "datasets:\n  - {name: lake, path: data/ref.parquet}\n  - {name: train, path: data/train}\n")
     srcs, inputs = s3_layer_sources(kf, {"lake": S3Source("s3://hook-bkt/lake/ref.parquet", mode="reference"),
-                                         "data/train": "s3://hook-bkt/run/"}, client=c)
+                                         "data/train": "s3://hook-bkt/run/"}, s3=c)
     assert [(e.kind, e.path) for e in kf.layer_entries()] == [("model", "model.bin"), ("dataset", "data/train")]
     assert list(srcs) == [1]  # index in the layer entries *after* the remote dataset left them
     assert (kf.datasets[0].remote_path, kf.datasets[0].remote_hash) == ("s3://hook-bkt/lake/ref.parquet",
@@ -283,7 +283,7 @@ def test_layer_sources_index_after_reference_datasets_leave_the_layers(s3: Any) 
     assert [(i.entry, i.mode, i.kind) for i in inputs] == [("lake", "reference", "object"),
                                                            ("data/train", "embed", "prefix")]
     with pytest.raises(PackError, match="only for datasets"):
-        s3_layer_sources(kf, {"m": S3Source("s3://hook-bkt/lake/ref.parquet", mode="reference")}, client=c)
+        s3_layer_sources(kf, {"m": S3Source("s3://hook-bkt/lake/ref.parquet", mode="reference")}, s3=c)
     with pytest.raises(PackError, match="must be a single object"):
         s3_layer_sources(Kitfile.from_yaml("manifestVersion: 1.0.0\ndatasets:\n  - {name: d, path: d}\n"),
-                         {"d": S3Source("s3://hook-bkt/run/", mode="reference")}, client=c)
+                         {"d": S3Source("s3://hook-bkt/run/", mode="reference")}, s3=c)

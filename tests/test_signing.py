@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kitops_flows.api import KitOpsClient, LocalStore
 from kitops_flows.cli import main
 from kitops_flows.errors import KitopsError
+from kitops_flows.lineage import graph as upstream_graph
 from kitops_flows.lineage import history, promote
 from kitops_flows.signing import (
     SignatureError,
@@ -207,6 +208,10 @@ def test_sign_verify_round_trip_with_sig_and_att_tags(registry, kitops_home, tmp
     assert len(_raw(registry, "sign/tags", f"sha256-{hexd}.sig")["layers"]) == 2
     assert cosign_verify(registry.host, "sign/tags", digest, other.public_key.to_pem())
     assert kit.verify_signature(ref, other.public_key).signed_by == other.public_key.fingerprint
+    # the lineage graph shows them on the node (present, not verified), discover beside the provenance
+    node = next(n for n in upstream_graph(kit, ref, "up").nodes.values() if n.digest == digest)
+    assert node.signatures == ("att", "sig")
+    assert "cosign: att, sig" in upstream_graph(kit, ref, "up").to_mermaid()
     # discover lists them beside the provenance
     assert main(["discover", ref, "--plain-http"]) == 0
     tree = capsys.readouterr().out
@@ -236,6 +241,7 @@ def test_sign_verify_round_trip_with_bundle_referrers_on_the_fallback_index(regi
     assert cosign_verify(registry.host, "sign/bundles", digest, pub)
     assert cosign_verify_attestation(registry.host, "sign/bundles", digest, pub)
     assert kit.verify_signature(ref, pub, attestation=True).mode == "referrers"
+    assert [n.signatures for n in upstream_graph(kit, ref, "up").nodes.values() if n.digest == digest] == [("bundle",)]
     assert not cosign_verify(registry.host, "sign/bundles", digest, generate_key_pair().public_key.to_pem())
 
 

@@ -13,6 +13,7 @@ repository per level, with no catalog scan.
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ from .referrers import RecordReader
 from .render import render, to_dot, to_mermaid
 
 DIRECTIONS = ("up", "down", "both")
+COSIGN_TAG = re.compile(r"sha256-([0-9a-f]{64})\.(sig|att)")
+BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"  # cosign v3's signatures in OCI 1.1 referrers
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class LineageNode:
 
     ``missing`` marks a ModelKit named by a record but not found where it was said to be. ``runs``: every
     run that produced this digest (one provenance record each; newest first), see ``records.run_summaries``.
+    ``signatures``: the cosign artifacts the registry holds for this digest (``sig``, ``att`` tags;
+    ``bundle`` referrers), as found, not verified: ``kitops-flows verify REF --key`` checks them.
     """
 
     id: str
@@ -49,6 +54,7 @@ class LineageNode:
     uri: str = ""
     missing: bool = False
     runs: tuple[dict[str, Any], ...] = ()
+    signatures: tuple[str, ...] = ()
 
     @property
     def short_digest(self) -> str:
@@ -58,6 +64,7 @@ class LineageNode:
         d = asdict(self)
         d["tags"] = list(self.tags)
         d["runs"] = [dict(r) for r in self.runs]
+        d["signatures"] = list(self.signatures)
         d["shortDigest"] = self.short_digest
         return {k: v for k, v in d.items() if v not in ("", [], False) or k in ("id", "kind", "label")}
 
@@ -109,6 +116,7 @@ class _Walker:
     graph: LineageGraph
     remote_tags: bool = True  # False: tags from the local store only (no per-tag registry HEADs)
     _tags: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    _cosign: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # repo_path -> digest -> {sig, att}
 
     def tags(self, node: NodeRef) -> tuple[str, ...]:
         if node.repo_path not in self._tags:
@@ -123,6 +131,10 @@ class _Walker:
                 except NotFoundError:
                     tags = []
                 for tag in tags:
+                    cosign = COSIGN_TAG.fullmatch(tag)
+                    if cosign:  # cosign's sha256-<hex>.sig/.att: a signature of that digest exists
+                        self._cosign.setdefault(node.repo_path, {}).setdefault(
+                            f"sha256:{cosign[1]}", set()).add(cosign[2])
                     if is_internal_tag(tag):
                         continue  # our own bookkeeping tags
                     digest = rc.manifest_digest(node.repository, tag)
@@ -130,6 +142,14 @@ class _Walker:
                         by_digest[digest].append(tag)
             self._tags[node.repo_path] = by_digest
         return tuple(sorted(set(self._tags[node.repo_path].get(node.digest, []))))
+
+    def signatures(self, node: NodeRef) -> tuple[str, ...]:
+        """Which cosign artifacts exist for the node (after ``tags``, which lists the repository once)."""
+        found = set(self._cosign.get(node.repo_path, {}).get(node.digest, set()))
+        if self.reader.remote and not node.is_local_only and any(
+                (d.artifact_type or "").startswith(BUNDLE_MEDIA_PREFIX) for d in self.reader.referrers(node)):
+            found.add("bundle")
+        return tuple(sorted(found))
 
     def modelkit(self, node: NodeRef) -> tuple[LineageNode, Manifest | None]:
         """The node for a ModelKit (name, version, build time, tags) and its manifest; missing if unreadable."""
@@ -153,6 +173,7 @@ class _Walker:
             id=node.digest, kind="modelkit", label=node.repo_path, digest=node.digest, repo_path=node.repo_path,
             tags=self.tags(node), created=manifest.annotations.get(ANNOTATION_CREATED, ""), name=name,
             version=version, runs=tuple(run_summaries(statements_of(self.reader, node))),
+            signatures=self.signatures(node),
         )
         self.graph.nodes[node.digest] = lnode
         return lnode, manifest

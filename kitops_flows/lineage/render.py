@@ -37,6 +37,8 @@ def _label_lines(node: LineageNode) -> list[str]:
         lines.append(node.created)
     if len(node.runs) > 1:  # the same content built again: one digest, one provenance record per run
         lines.append(f"built by {len(node.runs)} runs")
+    if node.signatures:  # present in the registry; `kitops-flows verify REF --key` says by whom
+        lines.append("cosign: " + ", ".join(node.signatures))
     if node.missing:
         lines.append("(not found)")
     return lines

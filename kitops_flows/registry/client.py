@@ -9,12 +9,8 @@ pool (sized for ``concurrency``) and its token cache::
     fetched = client.get_manifest("team/model", "v1")                      # verified bytes + digest
     client.fetch_blob("team/model", digest, size, Path("ingest/abc"))      # resumes, verifies
 
-Why not oras-py (which is installed, and which kit's Go counterpart is built on): measured on this
-machine, its plain push reads whole blobs into memory (300 MB blob -> 333 MB RSS), its login
-writes credentials without checking them, it needs to be told ``auth_backend="basic"`` for
-htpasswd registries instead of following the challenge, its retry loop blocks ~131 s on a dead
-registry, and it cannot resume or verify downloads on the fly. The protocol needed here is small
-(a dozen endpoints), so this package speaks it directly and imports nothing from ``oras``.
+The protocol needed here is small (a dozen endpoints), so this package speaks it directly; why not
+oras-py (measured), see docs/architecture.md, "Why our own registry client".
 """
 
 from __future__ import annotations

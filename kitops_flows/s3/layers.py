@@ -123,7 +123,7 @@ def s3_layer_sources(
     *,
     session: Any = None,
     layer_format: str = "tar",
-    client: Any = None,
+    s3: Any = None,
 ) -> tuple[dict[int, LayerSource], list[S3Input]]:
     """Resolve ``sources`` against ``kf``: LayerSources by index in ``kf.layer_entries()``, and the S3Inputs.
 
@@ -134,7 +134,7 @@ def s3_layer_sources(
 
     >>> srcs, inputs = s3_layer_sources(kf, {"train": "s3://ml-data/churn/"})   # doctest: +SKIP
     """
-    client = client if client is not None else s3_client(session)
+    s3 = s3 if s3 is not None else s3_client(session)
     entries = kf.layer_entries()
     chosen: list[tuple[LayerEntry, S3Input]] = []
     for label, value in sources.items():
@@ -145,7 +145,7 @@ def s3_layer_sources(
                             f"(kit's remotePath), not {entry.kind} entries")
         if entry.kind == "mcpb":
             raise PackError(f"source {label!r} -> {spec.uri}: MCP bundles cannot come from S3; copy the .mcpb locally")
-        inp = spec.listing if spec.listing is not None else list_input(client, spec.uri, entry=label, mode=spec.mode)
+        inp = spec.listing if spec.listing is not None else list_input(s3, spec.uri, entry=label, mode=spec.mode)
         if spec.mode == "reference":
             if inp.kind != "object":
                 raise PackError(f"{spec.uri}: a referenced dataset (remotePath) must be a single object, not a prefix; "
@@ -153,7 +153,7 @@ def s3_layer_sources(
             entry.entry.remote_path = inp.uri
             entry.entry.remote_hash = inp.objects[0].etag
         chosen.append((entry, inp))
-    check_remote_datasets(kf, client=client, skip={inp.uri for _, inp in chosen if inp.mode == "reference"})
+    check_remote_datasets(kf, s3=s3, skip={inp.uri for _, inp in chosen if inp.mode == "reference"})
 
     after = kf.layer_entries()
     index = {id(e.entry): i for i, e in enumerate(after)}
@@ -164,7 +164,7 @@ def s3_layer_sources(
             continue
         i = index[id(entry.entry)]
         others = all_paths[:i] + all_paths[i + 1:]
-        layer_sources[i] = _layer_source(client, inp, others, layer_format)
+        layer_sources[i] = _layer_source(s3, inp, others, layer_format)
     return layer_sources, [inp for _, inp in chosen]
 
 
@@ -178,22 +178,22 @@ def _find_entry(entries: list[LayerEntry], label: str, uri: str) -> LayerEntry:
     raise PackError(f"source {label!r} -> {uri}: several Kitfile entries match; use a unique name or path")
 
 
-def _layer_source(client: Any, inp: S3Input, other_paths: list[str], layer_format: str) -> LayerSource:
+def _layer_source(s3: Any, inp: S3Input, other_paths: list[str], layer_format: str) -> LayerSource:
     def write(entry: LayerEntry, out: Sink) -> Mapping[str, str]:
         if layer_format == "raw":
-            return _write_raw(client, inp, entry, out)
-        write_s3_tar(client, inp, entry.path, out, other_paths)
+            return _write_raw(s3, inp, entry, out)
+        write_s3_tar(s3, inp, entry.path, out, other_paths)
         return inp.annotations()
 
     return write
 
 
-def write_s3_tar(client: Any, inp: S3Input, entry_path: str, out: Sink, other_layer_paths: Sequence[str] = ()) -> int:
+def write_s3_tar(s3: Any, inp: S3Input, entry_path: str, out: Sink, other_layer_paths: Sequence[str] = ()) -> int:
     """Stream ``inp``'s objects as the tar of an entry at ``entry_path`` into ``out``; returns the member count."""
     members = plan_members(inp, entry_path, other_layer_paths)
     files = [m.obj for m in members if m.obj is not None]
     writer = GoTarWriter(out)
-    streamer = ObjectStreamer(client, inp.bucket, files)
+    streamer = ObjectStreamer(s3, inp.bucket, files)
     readers = streamer.readers()
     try:
         for m in members:
@@ -208,11 +208,11 @@ def write_s3_tar(client: Any, inp: S3Input, entry_path: str, out: Sink, other_la
     return len(members)
 
 
-def _write_raw(client: Any, inp: S3Input, entry: LayerEntry, out: Sink) -> dict[str, str]:
+def _write_raw(s3: Any, inp: S3Input, entry: LayerEntry, out: Sink) -> dict[str, str]:
     if inp.kind != "object":
         raise PackError(f"{inp.uri}: raw layers hold exactly one file; a prefix needs layer_format='tar'")
     obj = inp.objects[0]
-    readers = ObjectStreamer(client, inp.bucket, [obj]).readers()
+    readers = ObjectStreamer(s3, inp.bucket, [obj]).readers()
     try:
         _, reader = next(readers)
         while chunk := reader.read(CHUNK):

@@ -132,7 +132,7 @@ class S3Source:
 
 
 
-def list_input(client: Any, uri: str | S3Uri, *, entry: str = "", mode: str = "embed") -> S3Input:
+def list_input(s3: Any, uri: str | S3Uri, *, entry: str = "", mode: str = "embed") -> S3Input:
     """List what ``uri`` names now: one object (HEAD) or every object under a prefix.
 
     Versioned buckets are listed with ``ListObjectVersions`` so each object's VersionId is known
@@ -140,32 +140,32 @@ def list_input(client: Any, uri: str | S3Uri, *, entry: str = "", mode: str = "e
     """
     loc = S3Uri.parse(uri) if isinstance(uri, str) else uri
     if not loc.is_prefix:
-        head = _head(client, loc)
+        head = _head(s3, loc)
         if head is not None:
             version = str(head.get("VersionId") or "")
             obj = S3Object(loc.key, etag_of(head.get("ETag")), int(head["ContentLength"]),
                            "" if version == "null" else version, iso_time(head.get("LastModified")))
             return S3Input(loc.bucket, loc.key, "object", entry, mode, (obj,))
         below = S3Uri(loc.bucket, loc.key + "/")
-        objects = _list_prefix(client, below, shown=loc)  # also tells a missing bucket from a missing key (HEAD cannot)
+        objects = _list_prefix(s3, below, shown=loc)  # also tells a missing bucket from a missing key (HEAD cannot)
         if not objects or mode == "reference":
             raise S3SourceError(f"{loc}: no such object" + (
                 f" (a referenced dataset must be one object; {below} is a prefix)" if objects else
                 " and no objects under it; check the URI"))
         LOG.info("%s is not an object; packing the prefix %s", loc, below)
         return S3Input(loc.bucket, below.key, "prefix", entry, mode, tuple(objects))
-    objects = _list_prefix(client, loc)
+    objects = _list_prefix(s3, loc)
     if not objects:
         raise S3SourceError(f"{loc}: empty prefix (no objects); check the URI, or write the data first")
     return S3Input(loc.bucket, loc.key, "prefix", entry, mode, tuple(objects))
 
 
-def _head(client: Any, loc: S3Uri) -> dict[str, Any] | None:
+def _head(s3: Any, loc: S3Uri) -> dict[str, Any] | None:
     """HEAD an object; None when it does not exist."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return client.head_object(Bucket=loc.bucket, Key=loc.key)  # type: ignore[no-any-return]
+        return s3.head_object(Bucket=loc.bucket, Key=loc.key)  # type: ignore[no-any-return]
     except ClientError as e:
         if error_code(e) in _GONE:
             return None
@@ -174,11 +174,11 @@ def _head(client: Any, loc: S3Uri) -> dict[str, Any] | None:
         raise s3_error(e, str(loc), "reading the object's metadata (HEAD)") from e
 
 
-def _versioned(client: Any, loc: S3Uri, shown: S3Uri) -> bool:
+def _versioned(s3: Any, loc: S3Uri, shown: S3Uri) -> bool:
     from botocore.exceptions import ClientError
 
     try:
-        status = client.get_bucket_versioning(Bucket=loc.bucket).get("Status")
+        status = s3.get_bucket_versioning(Bucket=loc.bucket).get("Status")
     except ClientError as e:
         if error_code(e) == "NoSuchBucket":
             raise s3_error(e, str(shown), "listing") from e
@@ -186,12 +186,12 @@ def _versioned(client: Any, loc: S3Uri, shown: S3Uri) -> bool:
     return status in ("Enabled", "Suspended")
 
 
-def _list_prefix(client: Any, loc: S3Uri, shown: S3Uri | None = None) -> list[S3Object]:
+def _list_prefix(s3: Any, loc: S3Uri, shown: S3Uri | None = None) -> list[S3Object]:
     """Every current object under ``loc`` (errors name ``shown``, the URI the user gave)."""
     with translated(str(shown or loc), "listing the prefix"):
-        if _versioned(client, loc, shown or loc):
+        if _versioned(s3, loc, shown or loc):
             out = []
-            for page in client.get_paginator("list_object_versions").paginate(Bucket=loc.bucket, Prefix=loc.key):
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=loc.bucket, Prefix=loc.key):
                 for v in page.get("Versions", ()):
                     if v.get("IsLatest"):  # the current version; older ones and delete markers are history
                         version = str(v.get("VersionId") or "")
@@ -200,7 +200,7 @@ def _list_prefix(client: Any, loc: S3Uri, shown: S3Uri | None = None) -> list[S3
             # a key whose latest entry is a delete marker has no IsLatest version: already excluded
             return sorted(out, key=lambda o: o.key)
         out = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.key):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.key):
             for o in page.get("Contents", ()):
                 out.append(S3Object(o["Key"], etag_of(o.get("ETag")), int(o["Size"]), "", iso_time(o.get("LastModified"))))
         return out
@@ -212,12 +212,12 @@ def source_fingerprints(sources: Mapping[str, Any], session: Any = None) -> dict
     Uses the same listing a pack reads (HEAD for one object, a listing for a prefix), so a cache
     key built from it changes exactly when a pack would read different bytes.
     """
-    client = s3_client(session)
+    s3 = s3_client(session)
     out: dict[str, str] = {}
     for entry, value in sorted(sources.items()):
         uri = str(getattr(value, "uri", value))
         mode = str(getattr(value, "mode", "embed"))
-        out[entry] = f"{uri} {mode} {list_input(client, uri, entry=entry, mode=mode).fingerprint()}"
+        out[entry] = f"{uri} {mode} {list_input(s3, uri, entry=entry, mode=mode).fingerprint()}"
     return out
 
 

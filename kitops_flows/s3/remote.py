@@ -23,11 +23,11 @@ from .uris import S3Uri, etag_of, s3_client, translated
 LOG = logging.getLogger("kitops_flows")
 
 
-def check_remote_datasets(kf: Kitfile, *, session: Any = None, client: Any = None,
+def check_remote_datasets(kf: Kitfile, *, session: Any = None, s3: Any = None,
                           skip: Collection[str] = ()) -> None:
     """Pack-time check of a Kitfile's S3 ``remotePath`` datasets: each exists (as kit checks) and its ETag
     equals ``remoteHash``. URIs in ``skip`` were just listed by the caller."""
-    client = client if client is not None else s3_client(session)
+    s3 = s3 if s3 is not None else s3_client(session)
     for ds in kf.datasets:
         if not ds.remote_path.startswith("s3://") or ds.remote_path in skip:
             continue
@@ -35,7 +35,7 @@ def check_remote_datasets(kf: Kitfile, *, session: Any = None, client: Any = Non
         if loc.is_prefix:
             raise PackError(f"dataset {ds.name or ds.path}: remotePath {ds.remote_path} must name one object, not a prefix")
         with translated(ds.remote_path, "checking the remote dataset"):
-            head = client.head_object(Bucket=loc.bucket, Key=loc.key)
+            head = s3.head_object(Bucket=loc.bucket, Key=loc.key)
         etag = etag_of(head.get("ETag"))
         if ds.remote_hash and etag_of(ds.remote_hash) != etag:
             raise S3SourceError(f"{ds.remote_path}: remoteHash {ds.remote_hash} in the Kitfile does not match the "
@@ -43,7 +43,7 @@ def check_remote_datasets(kf: Kitfile, *, session: Any = None, client: Any = Non
 
 
 def download_remote_datasets(
-    kitfile: Kitfile, dest: Path | str, session: Any = None, *, overwrite: bool = False, client: Any = None,
+    kitfile: Kitfile, dest: Path | str, session: Any = None, *, overwrite: bool = False, s3: Any = None,
 ) -> list[Path]:
     """Download every ``remotePath: s3://...`` dataset of ``kitfile`` to ``dest/<path>``, verified.
 
@@ -54,7 +54,7 @@ def download_remote_datasets(
 
     >>> download_remote_datasets(kit.info("reg.example.com/team/churn:v7"), "/data")   # doctest: +SKIP
     """
-    client = client if client is not None else s3_client(session)
+    s3 = s3 if s3 is not None else s3_client(session)
     root = Path(dest).expanduser().absolute()
     written = []
     for ds in kitfile.datasets:
@@ -70,20 +70,20 @@ def download_remote_datasets(
         if target.exists() and not overwrite:
             raise S3SourceError(f"{target} already exists (remote dataset {ds.remote_path}); pass overwrite=True")
         target.parent.mkdir(parents=True, exist_ok=True)
-        _download_verified(client, loc, etag_of(ds.remote_hash), target)
+        _download_verified(s3, loc, etag_of(ds.remote_hash), target)
         written.append(target)
         LOG.info("Downloaded remote dataset %s to %s", ds.remote_path, target)
     return written
 
 
-def _download_verified(client: Any, loc: S3Uri, etag: str, target: Path) -> None:
+def _download_verified(s3: Any, loc: S3Uri, etag: str, target: Path) -> None:
     kwargs: dict[str, Any] = {"Bucket": loc.bucket, "Key": loc.key}
     if etag:
         kwargs["IfMatch"] = f'"{etag}"'
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f, translated(str(loc), "downloading the remote dataset"):
-            resp = client.get_object(**kwargs)
+            resp = s3.get_object(**kwargs)
             got = etag_of(resp.get("ETag"))
             if etag and got != etag:
                 raise S3SourceError(f"{loc}: ETag {got} does not match remoteHash {etag}; the object changed since packing")

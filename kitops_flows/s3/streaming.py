@@ -42,9 +42,9 @@ class ObjectStreamer:
     ETag, VersionId and size, so a layer is never built from an object that changed after listing.
     """
 
-    def __init__(self, client: Any, bucket: str, objects: Sequence[S3Object], *,
+    def __init__(self, s3: Any, bucket: str, objects: Sequence[S3Object], *,
                  part_size: int = PART_SIZE, window: int = PARTS_IN_FLIGHT, workers: int = WORKERS) -> None:
-        self._client = client
+        self._s3 = s3
         self._bucket = bucket
         self._objects = objects
         self._part_size = part_size
@@ -66,7 +66,7 @@ class ObjectStreamer:
         if not part.whole:
             kwargs["Range"] = f"bytes={part.start}-{part.end - 1}"
         with translated(uri, "reading the object"):
-            resp = self._client.get_object(**kwargs)
+            resp = self._s3.get_object(**kwargs)
             body = resp["Body"]
             try:
                 data = body.read()
