@@ -100,7 +100,7 @@ def _local_candidates(client: KitOpsClient, ref: Reference) -> Iterator[tuple[by
     if not ref.is_digest:
         try:
             desc = store.resolve(ref)
-        except (NotFoundError, KitopsError):
+        except KitopsError:  # not there (NotFoundError) or unreadable: compare with the other versions
             desc = None
         if desc is not None:
             seen.add(desc.digest)

@@ -8,9 +8,10 @@ from S3 has neither until its last byte, so this upload is fed by ``write`` call
         desc = up.finish()                                   # last PATCH, PUT ?digest=sha256:<hash>
     # an exception inside the block DELETEs the session: the registry keeps nothing
 
-Memory is bounded by ``chunk_size``: one chunk is filled while at most two wait for or are on the
-wire, sent by one background thread so producing and uploading overlap. Two modes, chosen by the
-client's ``UploadPolicy`` like every upload:
+Memory is bounded by ``chunk_size``: two buffers of that size are allocated once; the producer
+fills one while a sender thread uploads the other from it in place (1 MiB reads), so producing and
+uploading overlap without a copy per chunk. Two modes, chosen by the client's ``UploadPolicy`` like
+every upload:
 
 * ``chunked``: one ``PATCH`` per chunk with ``Content-Range``. A chunk whose PATCH fails
   transiently is resumed: the upload's status (``GET`` on the session) says whether the registry
@@ -22,24 +23,27 @@ client's ``UploadPolicy`` like every upload:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 from urllib.parse import urljoin
 
 from ..errors import RegistryError
 from ..progress import ProgressReporter
 from ..store import Descriptor
 from .auth import push_scope
-from .client import RegistryClient, _Progress, _with_query
+from .client import RegistryClient, _BodyReader, _Progress, _with_query
 from .errors import error_from_response
 from .retry import TransientError
 
 LOG = logging.getLogger("kitops_flows.registry")
 
+T = TypeVar("T")
 STREAM_CHUNK = 8 << 20
 _DONE = object()
 
@@ -60,9 +64,13 @@ class StreamingBlobUpload:
         self._tracker = _Progress(progress)
         self._hash = hashlib.sha256()
         self.size = 0
-        self._buf = bytearray()
+        # Two buffers, allocated once: the producer fills one while the sender thread uploads the other.
+        self._buf = bytearray(chunk_size)
+        self._fill = 0
+        self._free: queue.Queue[bytearray] = queue.Queue()
+        self._free.put(bytearray(chunk_size))
+        self._full: queue.Queue[object] = queue.Queue(maxsize=1)  # (buffer, length) or _DONE
         self._sent = 0  # bytes the registry has acknowledged (chunked mode)
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._location = ""
@@ -79,6 +87,7 @@ class StreamingBlobUpload:
             self.abort()
 
     def start(self) -> None:
+        """Open the upload session (POST) and start the sender thread."""
         resp = self.client._retrying(lambda: self.client._attempt(  # noqa: SLF001 - the client's own retry/auth
             "POST", f"/v2/{self.repo}/blobs/uploads/", scopes=self._scopes, action=self._action,
             headers={"Content-Length": "0"}))
@@ -96,7 +105,14 @@ class StreamingBlobUpload:
     def abort(self) -> None:
         """Stop sending and DELETE the upload session (best effort)."""
         self._finished = True
-        self._stop_thread()
+        if self._thread is not None and self._thread.is_alive():
+            if self._error is None:
+                self._error = RegistryError(f"{self._action}: upload aborted")
+            with contextlib.suppress(queue.Empty):
+                self._full.get_nowait()  # make room, then tell the sender to stop
+            with contextlib.suppress(queue.Full):
+                self._full.put_nowait(_DONE)
+            self._thread.join(timeout=30)
         if self._location:
             self.client._cancel_upload(self.repo, self._location)  # noqa: SLF001
 
@@ -104,13 +120,18 @@ class StreamingBlobUpload:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self._raise_if_failed()
-        n = len(data)
-        self._hash.update(data)
-        self.size += n
-        self._buf += data
-        while len(self._buf) >= self.chunk_size:
-            self._put(bytes(self._buf[: self.chunk_size]))
-            del self._buf[: self.chunk_size]
+        with memoryview(data) as view, view.cast("B") as src:
+            n = len(src)
+            self._hash.update(src)
+            self.size += n
+            pos = 0
+            while pos < n:
+                take = min(n - pos, self.chunk_size - self._fill)
+                self._buf[self._fill:self._fill + take] = src[pos:pos + take]
+                self._fill += take
+                pos += take
+                if self._fill == self.chunk_size:
+                    self._hand_over()
         return n
 
     def flush(self) -> None:  # a file-like courtesy for writers that flush their sink
@@ -125,11 +146,11 @@ class StreamingBlobUpload:
 
         ``expected_digest`` (a second pass over bytes hashed before) must match, or nothing is committed.
         """
-        if self._buf:
-            self._put(bytes(self._buf))
-            self._buf = bytearray()
-        self._put(_DONE)
-        assert self._thread is not None, "start() first"
+        if self._thread is None:
+            raise RegistryError("StreamingBlobUpload.finish() before start()")
+        if self._fill:
+            self._hand_over()
+        self._wait(lambda: self._full.put(_DONE, timeout=0.5))
         self._thread.join()
         self._raise_if_failed()
         digest = self.digest
@@ -140,70 +161,66 @@ class StreamingBlobUpload:
         self._finished = True
         return Descriptor(self.media_type, digest, self.size)
 
-    # -- sending ------------------------------------------------------------------------------------
+    # -- producer side -------------------------------------------------------------------------------
 
-    def _put(self, item: object) -> None:
+    def _hand_over(self) -> None:
+        """Queue the filled buffer for the sender and continue in the other one (once the sender freed it)."""
+        item = (self._buf, self._fill)
+        self._wait(lambda: self._full.put(item, timeout=0.5))
+        self._buf = self._wait(lambda: self._free.get(timeout=0.5))
+        self._fill = 0
+
+    def _wait(self, step: Callable[[], T]) -> T:
+        """Run a blocking queue step, re-raising the sender's failure instead of waiting forever."""
         while True:
             self._raise_if_failed()
             try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
+                return step()
+            except (queue.Full, queue.Empty):
                 continue
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 
-    def _run(self, target: object) -> None:
+    # -- sender thread ------------------------------------------------------------------------------
+
+    def _run(self, target: Callable[[], None]) -> None:
         try:
-            target()  # type: ignore[operator]
+            target()
         except BaseException as e:  # noqa: BLE001 - handed to the producer thread
             self._error = e
-            self._drain()
 
-    def _drain(self) -> None:
-        """Empty the queue so a producer blocked in ``put`` notices the failure."""
+    def _chunks(self) -> Iterator[memoryview]:
+        """Filled buffers as memoryviews; a buffer goes back to the producer when the next one is asked for."""
         while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
+            item = self._full.get()
+            if item is _DONE or self._error is not None:
                 return
-
-    def _stop_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            if self._error is None:
-                self._error = RegistryError(f"{self._action}: upload aborted")
-            self._drain()
-            try:
-                self._queue.put_nowait(_DONE)
-            except queue.Full:
-                pass
-            self._thread.join(timeout=30)
-
-    def _chunks(self) -> Iterator[bytes]:
-        while True:
-            item = self._queue.get()
-            if item is _DONE:
-                return
-            if self._error is not None:
-                return
-            assert isinstance(item, bytes)
-            yield item
+            buf, length = item  # type: ignore[misc]
+            with memoryview(buf) as whole, whole[:length] as chunk:
+                yield chunk
+            self._free.put(buf)
 
     def _send_chunks(self) -> None:
         for chunk in self._chunks():
             self._patch_chunk(chunk)
 
-    def _patch_chunk(self, chunk: bytes) -> None:
-        """PATCH one chunk; after a transient failure, ask the registry how far it got and resume."""
+    def _patch_chunk(self, chunk: memoryview) -> None:
+        """PATCH one chunk; after a transient failure, ask the registry how far it got and resume.
+
+        The body is streamed from the buffer in TRANSFER_CHUNK reads, so a chunk is never copied whole.
+        """
         start, end = self._sent, self._sent + len(chunk) - 1
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
+            self._tracker.rewind_to(start)
+            body = _BodyReader(_ViewFile(chunk), 0, len(chunk), self._tracker,
+                               what=f"chunk {start}-{end} of a streamed blob")
             try:
                 resp = self.client._attempt(  # noqa: SLF001
-                    "PATCH", self._location, scopes=self._scopes, action=self._action, body=chunk,
+                    "PATCH", self._location, scopes=self._scopes, action=self._action, body=body,
                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
                              "Content-Range": f"{start}-{end}"})
             except TransientError as t:
@@ -225,7 +242,7 @@ class StreamingBlobUpload:
                 raise RegistryError(f"{self._action}: after bytes {start}-{end} the registry reports range {got_range!r}")
             break
         self._sent = end + 1
-        self._tracker.add(len(chunk))
+        self._tracker.rewind_to(self._sent)
 
     def _registry_offset(self) -> int:
         """Bytes the upload session holds (``GET`` on it: ``Range: 0-<last>``); -1 if it cannot tell."""
@@ -247,7 +264,7 @@ class StreamingBlobUpload:
         def body() -> Iterator[bytes]:
             for chunk in self._chunks():
                 self._tracker.add(len(chunk))
-                yield chunk
+                yield chunk.tobytes()  # one copy: the generator's value must outlive the buffer's reuse
 
         try:
             resp = self.client._attempt(  # noqa: SLF001 - one streamed PATCH: no retry possible
@@ -278,6 +295,22 @@ class StreamingBlobUpload:
             raise error_from_response(resp, action, login_hint=self.client.login_hint)
 
         self.client._retrying(attempt)  # noqa: SLF001
+
+
+class _ViewFile:
+    """``seek``/``read`` over a memoryview, for ``_BodyReader``: reads copy at most ``n`` bytes, never the whole."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._pos = 0
+
+    def seek(self, pos: int) -> None:
+        self._pos = pos
+
+    def read(self, n: int) -> bytes:
+        data = bytes(self._view[self._pos:self._pos + n])
+        self._pos += len(data)
+        return data
 
 
 __all__ = ["STREAM_CHUNK", "StreamingBlobUpload"]
