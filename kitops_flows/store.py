@@ -41,7 +41,7 @@ from typing import BinaryIO
 
 from .atomicfile import write_atomic
 from .descriptor import Descriptor
-from .digests import CHUNK, VerifyingReader
+from .digests import CHUNK, VerifyingReader, file_digest
 from .errors import DigestMismatchError, NotFoundError, StoreError
 from .indexstore import LocalIndexStore
 from .layout import RepoFiles
@@ -275,8 +275,6 @@ class LocalStore:
             if verified:
                 got, got_size = digest, path.stat().st_size
             else:
-                from .digests import file_digest
-
                 got, got_size = file_digest(path)
             self._commit(path, got, got_size, digest, size)
         finally:
