@@ -292,3 +292,23 @@ def test_layer_cache_keeps_the_newest_entries(tmp_path: Path, monkeypatch: pytes
     assert cache.get("fp4") == (f"sha256:{4:064x}", 4, f"sha256:{4:064x}")
     (tmp_path / "home" / CACHE_FILE).write_text("not json")  # a damaged hint file is no hint, not an error
     assert cache.get("fp4") is None
+
+
+def test_streamed_pack_honours_immutable_tags_and_same_content_keeps_its_digest(
+        s3: Any, registry: Any, tmp_path: Path) -> None:
+    from kitops_flows.errors import TagExistsError
+
+    c = s3.client()
+    _bucket(c, "stream-src", _objects(4))
+    ref = f"{registry.host}/stream/immutable:v1"
+    first = KitOpsClient(store=LocalStore(tmp_path / "h1"), plain_http=True, immutable_tags=True).pack(
+        _ctx(tmp_path / "c1"), reference=ref, sources=SOURCES, push=True)
+    # same content from a fresh worker: same manifest (idempotent), so the immutable tag needs no move
+    again = KitOpsClient(store=LocalStore(tmp_path / "h2"), plain_http=True, immutable_tags=True).pack(
+        _ctx(tmp_path / "c2"), reference=ref, sources=SOURCES, push=True)
+    assert again.digest == first.digest
+    c.put_object(Bucket="stream-src", Key="small/new.csv", Body=b"new\n")
+    with pytest.raises(TagExistsError, match=r"stream/immutable:v1 already points at " + first.digest):
+        KitOpsClient(store=LocalStore(tmp_path / "h3"), plain_http=True, immutable_tags=True).pack(
+            _ctx(tmp_path / "c3"), reference=ref, sources=SOURCES, push=True)
+    assert RegistryClient(registry.host, plain_http=True).manifest_digest("stream/immutable", "v1") == first.digest
