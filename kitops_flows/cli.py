@@ -87,7 +87,8 @@ def cmd_pack(args: argparse.Namespace, kit: KitOpsClient) -> int:
         compression=args.compression, layer_format=args.layer_format, push=args.push,
         use_model_pack=args.use_model_pack,
     )
-    print(f"Model saved: {desc.digest}", file=sys.stderr)
+    if args.push:  # kit's last line for pack --push; "Model saved: <digest>" is pack's own log line
+        LOG.info("Model pushed: %s", desc.digest)
     print(desc.reference if args.tag else desc.digest)
     return 0
 

@@ -25,6 +25,7 @@ record per run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from kitops_flows.reference import parse_reference
 
 from .assets import GROUP, descriptor_uri, event_extra, modelkit_alias, modelkit_asset, pinned_from_events
 from .hooks import KitOpsHook, KitOpsHookMixin
+from .openlineage import LineageRecord, operator_lineage
 from .signing import signing_key, verify_key
 
 if TYPE_CHECKING:
@@ -124,11 +126,21 @@ class KitOpsBaseOperator(KitOpsHookMixin, BaseOperator):
 
         return get_hook_lineage_collector()
 
-    def _lineage_input(self, uri: str) -> None:
+    @cached_property
+    def _openlineage(self) -> LineageRecord:
+        return LineageRecord()
+
+    def _lineage_input(self, uri: str, version: str | None = None) -> None:
         self._collector().add_input_asset(context=self.hook, uri=uri, name=uri)
+        self._openlineage.add_input(uri, version)
 
     def _lineage_output(self, uri: str, extra: dict[str, Any]) -> None:
         self._collector().add_output_asset(context=self.hook, uri=uri, name=uri, asset_extra=extra)
+        self._openlineage.add_output(uri, extra.get("digest"))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """S3 and ModelKit inputs, the pushed ModelKit output (see ``openlineage.py``)."""
+        return operator_lineage(self._openlineage)
 
     def _emit_asset_event(self, context: Context, descriptor: ModelKitDescriptor, *, new: bool = True,
                           **more: Any) -> None:
@@ -276,7 +288,7 @@ class KitPackOperator(KitOpsBaseOperator):
         for uri in sources.values():
             self._lineage_input(uri)
         for parent in parents:
-            self._lineage_input(modelkit_asset(parent).uri)
+            self._lineage_input(modelkit_asset(parent).uri, parse_reference(parent).digest)
         if self.push:
             self._emit_asset_event(context, descriptor, new=outcome.new_to_repository)
         return {**descriptor.to_dict(), "packed": outcome.packed, "new_to_repository": outcome.new_to_repository}
@@ -336,7 +348,7 @@ class KitPullOperator(KitOpsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         descriptor = self.client.pull(self.hook.qualify(self.reference), labels=self.labels or None,
                                       verify_key=verify_key(self.hook, self.verify_key))
-        self._lineage_input(descriptor_uri(descriptor))
+        self._lineage_input(descriptor_uri(descriptor), descriptor.digest)
         return descriptor.to_dict()
 
 
@@ -386,7 +398,7 @@ class KitUnpackOperator(KitOpsBaseOperator):
         descriptor = self.client.resolve(reference)  # pin a tag to its digest once, before fetching
         result = self.client.unpack(descriptor.pinned, self.dest, filters=self.filters or None,
                                     existing=self.existing, write_kitfile=self.write_kitfile)
-        self._lineage_input(descriptor_uri(descriptor))
+        self._lineage_input(descriptor_uri(descriptor), descriptor.digest)
         self.log.info("Unpacked %d layer(s) of %s into %s", len(result.layers), descriptor.pinned, result.dest)
         return {"reference": reference, "pinned": descriptor.pinned, "digest": descriptor.digest, **result.to_dict()}
 

@@ -11,6 +11,7 @@
 - ``modelkit_asset``: pack several upstream assets into one ModelKit (one layer each).
 - ``modelkit_sensor``: start a job when a new version appears in a repository.
 - ``modelkit_digest_check``: the recorded digest still exists and its tags still point at it.
+- ``ModelKitOutput`` / ``ModelKitInput``: typed per-asset and per-input settings (``.metadata()``).
 
 Everything ModelKit-related is done by ``kitops_flows.api``; this package only maps Dagster's
 asset keys, partitions, metadata and runs onto it.
@@ -18,6 +19,7 @@ asset keys, partitions, metadata and runs onto it.
 
 from .assets import modelkit_asset
 from .checks import modelkit_digest_check
+from .config import ModelKitInput, ModelKitOutput
 from .contents import Layer, ModelKitContents
 from .io_manager import ModelKitIOManager
 from .resource import KitRegistryResource
@@ -25,6 +27,7 @@ from .sensors import ModelKitVersion, modelkit_sensor
 from .serializers import JsonSerializer, PickleSerializer, Serializer, TextSerializer
 
 __all__ = [
-    "JsonSerializer", "KitRegistryResource", "Layer", "ModelKitContents", "ModelKitIOManager", "ModelKitVersion",
+    "JsonSerializer", "KitRegistryResource", "Layer", "ModelKitContents", "ModelKitIOManager", "ModelKitInput",
+    "ModelKitOutput", "ModelKitVersion",
     "PickleSerializer", "Serializer", "TextSerializer", "modelkit_asset", "modelkit_digest_check", "modelkit_sensor",
 ]

@@ -9,9 +9,10 @@ Writing (``handle_output``): the asset returns a ``Path`` (file or directory), a
 (serialised with ``serializer``, pickle by default), a ``Layer`` (e.g. an ``s3://`` source), a
 ``ModelKitContents`` (several layers) or a ``ModelKitDescriptor`` (already packed). The ModelKit goes to ``registry/prefix/<asset key>`` with
 the tag ``tag_template`` (``{partition}``) or ``unpartitioned_tag_template`` (``{run_id}``).
-The layer kind comes from the asset's metadata::
+The layer kind comes from the asset's metadata, typed and checked with ``ModelKitOutput`` (``config.py``)::
 
-    @dg.asset(metadata={"kitops": {"layer": "dataset", "path": "train.csv"}})
+    @dg.asset(metadata=ModelKitOutput(layer="dataset", path="train.csv").metadata())
+    # same as metadata={"kitops": {"layer": "dataset", "path": "train.csv"}}
 
 Allowed output keys: ``layer`` (model, dataset, code, docs), ``name``, ``path``, ``serializer``,
 ``description``. ModelKits the step loaded through this IO manager become lineage parents, and
@@ -21,7 +22,7 @@ The data version is the manifest digest, so staleness follows content.
 Reading (``load_input``): by default the digest recorded by the upstream's latest
 materialisation (of the same partition) is pulled, never a moving tag. Per input::
 
-    dg.AssetIn(metadata={"kitops": {"layers": ["datasets"], "digest": "sha256:…"}})   # or "tag": "v3"
+    dg.AssetIn(metadata=ModelKitInput(layers=["datasets"], digest="sha256:…").metadata())   # or tag="v3"
 
 Only the selected layers (kit filter syntax: ``model``, ``datasets:train``, ``code``) are fetched,
 through the local blob cache, and extracted once per ModelKit digest and selection under

@@ -204,8 +204,13 @@ def test_airflow_local_executor_tasks_use_their_own_stores_xcom_keys_and_the_aws
 
     stores, dest = tmp_path / "stores", tmp_path / "dest"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    lineage_log = tmp_path / "openlineage.jsonl"
     env.update({
         "HOME": str(tmp_path / "user"),
+        # the OpenLineage provider's listener writes every event it sends to this file
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(lineage_log),
+                                                       "append": True}),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "exec17",
         "AIRFLOW_CONN_KITOPS_LIVE": json.dumps({"conn_type": "kitops", "host": f"http://{registry.host}",
                                                  "extra": {"repository": "exec17/airflow"}}),
         "AIRFLOW_CONN_AWS_LIVE": json.dumps({"conn_type": "aws", "login": orchestrator_only_s3["key"],
@@ -242,3 +247,17 @@ def test_airflow_local_executor_tasks_use_their_own_stores_xcom_keys_and_the_aws
     error = "\n".join(_errors(logs)["push_elsewhere"])
     assert "not in this task's local store" in error and str(stores / "push_elsewhere") in error
     assert "push=True" in error
+
+    # OpenLineage (get_openlineage_facets_on_complete): S3 input and pushed oci:// output of the pack,
+    # the ModelKit (with its digest as version) as input of the unpack
+    complete = {e["job"]["name"]: e for e in map(json.loads, lineage_log.read_text().splitlines())
+                if e.get("eventType") == "COMPLETE"}
+    digest = pinned["value"].split("@")[1]
+    pack_event, unpack_event = complete["kitops_live.pack_push"], complete["kitops_live.unpack"]
+    assert [(d["namespace"], d["name"]) for d in pack_event["inputs"]] == [("s3://exec-data", "churn/train.json")]
+    [out] = pack_event["outputs"]
+    assert (out["namespace"], out["name"]) == (f"oci://{registry.host}", "exec17/airflow")
+    assert out["facets"]["version"]["datasetVersion"] == digest
+    [inp] = unpack_event["inputs"]
+    assert (inp["namespace"], inp["name"], inp["facets"]["version"]["datasetVersion"]) == (
+        f"oci://{registry.host}", "exec17/airflow", digest)

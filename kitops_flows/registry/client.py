@@ -237,6 +237,8 @@ class RegistryClient:
                 raise RegistryError(f"{action}: the upload session has no Location header")
             raise error_from_response(resp, action, login_hint=self.login_hint)
         location = urljoin(resp.url, resp.headers["Location"])
+        # OCI distribution 1.1: a registry may require chunks of at least this many bytes
+        min_chunk = _int_header(resp.headers.get("OCI-Chunk-Min-Length"))
         resp.close()
         try:
             with open_blob() as f:
@@ -248,7 +250,7 @@ class RegistryClient:
                         read_timeout=self._read_timeout_for(size),
                     )
                 else:
-                    location = self._upload_chunks(f, location, size, scopes, action, tracker, digest)
+                    location = self._upload_chunks(f, location, size, scopes, action, tracker, digest, min_chunk)
                     resp = self._attempt(
                         "PUT", _with_query(location, digest=digest), scopes=scopes, action=action,
                         headers={"Content-Length": "0"}, read_timeout=self._read_timeout_for(size),
@@ -261,8 +263,8 @@ class RegistryClient:
             raise
 
     def _upload_chunks(self, f: BinaryIO, location: str, size: int, scopes: Sequence[str], action: str,
-                       tracker: _Progress, digest: str) -> str:
-        chunk = self.upload_policy.chunk_size
+                       tracker: _Progress, digest: str, min_chunk: int = 0) -> str:
+        chunk = max(self.upload_policy.chunk_size, min_chunk)
         for start in range(0, size, chunk):
             end = min(start + chunk, size) - 1
             body = _BodyReader(f, start, end - start + 1, tracker, what=f"blob {digest}")
@@ -758,6 +760,14 @@ def _make_session(concurrency: int, user_agent: str, tls_verify: bool, ca_cert: 
 
 def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
+
+
+def _int_header(value: str | None) -> int:
+    """A non-negative integer header (0 when absent or unreadable)."""
+    try:
+        return max(int((value or "0").strip()), 0)
+    except ValueError:
+        return 0
 
 
 def _with_query(url: str, **params: str) -> str:

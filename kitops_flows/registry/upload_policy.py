@@ -11,7 +11,11 @@ other registry gets a monolithic PUT below ``chunk_size`` and chunks of ``chunk_
     >>> UploadPolicy(chunk_size=1 << 20).mode_for("registry.example.com", 2 << 20)
     'chunked'
 
-Both modes stream from the file: nothing is read into memory whole.
+Both modes stream from the file: nothing is read into memory whole. A registry that asks for bigger
+chunks (OCI distribution 1.1's ``OCI-Chunk-Min-Length`` on the upload session) gets them. What bounds
+a single big blob's push is the connection it goes over: an upload session takes the bytes in order
+(each PATCH must start where the last ended), so unlike a download it cannot be split across
+connections; chunk size only changes how many round trips are spent (one per chunk).
 """
 
 from __future__ import annotations

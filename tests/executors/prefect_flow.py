@@ -8,6 +8,7 @@ that does not push followed by ``push_modelkit`` fails with the error naming the
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from prefect import flow, task
@@ -18,6 +19,7 @@ from kitops_flows_prefect import KitOpsRegistry, pack_modelkit, pull_modelkit_la
 
 @task
 def worker_pid() -> int:
+    time.sleep(1)  # busy long enough that the scheduler hands the next ones to the other worker
     return os.getpid()
 
 
