@@ -465,7 +465,10 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on a usage error; kit (cobra) exits 1, --help exits 0
+        return 1 if e.code == 2 else int(e.code or 0)
     _configure_logging(args)
     try:
         return args.func(args, _client(args))
