@@ -37,8 +37,6 @@ from .lineage import RunContext
 from .manifest import ANNOTATION_CLI_VERSION, ManifestError
 from .mediatypes import OCI_MANIFEST
 from .modelkit import LayerSummary, ModelKitDescriptor, PushResult, describe
-from .pack import LayerSource, PackOptions, load_kitfile, target_reference
-from .pack import pack as _pack
 from .progress import ProgressCallback, ProgressReporter
 from .reference import Reference, is_internal_tag, parse_reference
 from .registry import ParallelDownload, RegistryCredentials, RetryPolicy, resolve_credentials
@@ -48,6 +46,7 @@ from .unpack import UnpackResult, unpack_layers
 from .worker_store import not_in_store
 
 if TYPE_CHECKING:
+    from .pack import LayerSource
     from .registry import RegistryClient  # imported when first used: it brings in requests
     from .signing import KeySpec, SigningKey, SignResult, Verification, VerifyKey
 
@@ -179,6 +178,9 @@ class KitOpsClient:
         ...          sources={"train": "s3://ml-data/churn/2026-11-26/"}, push=True)      # doctest: +SKIP
         """
         context = Path(context_dir).expanduser().absolute()
+        from .pack import PackOptions, load_kitfile, target_reference  # not loaded for list/inspect/pull
+        from .pack import pack as _pack
+
         kf, _ = load_kitfile(context, kitfile)
         layer_sources: dict[int, LayerSource] = {}
         s3_inputs: list[object] = []

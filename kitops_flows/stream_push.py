@@ -76,7 +76,8 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger("kitops_flows")
 
-CACHE_FILE = "cache/stream-layers.json"
+CACHE_FILE = "cache/stream-layers.json"  # in kit's cache dir: `kitops-flows cache clear` drops these hints
+CACHE_ENTRIES = 10_000
 FINGERPRINT_VERSION = 1  # bump if the bytes of an S3 layer for the same objects could change
 MANIFEST_BLOB_RETRIES = 3
 
@@ -245,8 +246,10 @@ class LayerCache:
     def put(self, fingerprint: str, desc: Descriptor, info: LayerInfo) -> None:
         with self.store.lock():
             doc = self._load()
+            doc.pop(fingerprint, None)  # re-insert: the newest entries are last, the oldest trimmed first
             doc[fingerprint] = {"digest": desc.digest, "size": desc.size, "diff_id": info.diff_id}
-            write_atomic(self.path, json.dumps(doc, sort_keys=True).encode())
+            doc = dict(list(doc.items())[-CACHE_ENTRIES:])
+            write_atomic(self.path, json.dumps(doc).encode())
 
 
 @dataclass(frozen=True)

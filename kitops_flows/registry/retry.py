@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -71,6 +70,8 @@ def parse_retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    from email.utils import parsedate_to_datetime  # HTTP dates are rare: keep `email` out of start-up
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
