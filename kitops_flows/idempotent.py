@@ -313,6 +313,8 @@ def pack_and_push(
             raise KitopsError(f"skip_if_unchanged needs a tag to compare with, not a digest ({reference})")
         sources, inputs = _listed_sources(client, sources)
         options = {k: pack_kwargs.get(k, d) for k, d in (("compression", "none"), ("layer_format", "tar"))}
+        if pack_kwargs.get("use_model_pack"):  # another format from the same inputs (absent: Kit-format prints stay)
+            options["use_model_pack"] = True
         fingerprint = fingerprint_inputs(
             client.store, context, kf, s3_inputs=inputs, options=options,
             annotations=pack_kwargs.get("annotations"), parents=[str(p) for p in pack_kwargs.get("parents", ())],

@@ -204,3 +204,24 @@ def test_pack_status_lines_are_kits_and_the_final_one_comes_once(registry, tmp_p
     digest = KitOpsClient(store=LocalStore(home)).resolve(ref).digest  # another repository: maybe another created
     assert (err.count(f"Model saved: {digest}"), err.count(f"Model pushed: {digest}")) == (1, 1)
     assert err.rstrip().endswith(f"Model pushed: {digest}")
+
+
+def test_kits_global_flags_progress_and_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--progress none|plain|fancy`` and ``--log-level trace`` are kit's global flags: accepted, and none hides
+    the transfer progress lines (only those)."""
+    import logging
+
+    from kitops_flows.cli import _configure_logging
+    from kitops_flows.progress import ProgressReporter
+
+    for progress, shown in (("plain", True), ("fancy", True), ("none", False)):
+        _configure_logging(build_parser().parse_args(["--log-level", "trace", "--progress", progress, "version"]))
+        assert logging.getLogger("kitops_flows").isEnabledFor(logging.DEBUG)
+        reporter = ProgressReporter("push model layer", total=10, min_bytes_to_log=0)
+        reporter.update(10)
+        reporter.finish()
+        logging.getLogger("kitops_flows").info("Model saved: sha256:x")
+        err = capsys.readouterr().err
+        assert ("push model layer: done, 10 B of 10 B" in err) == shown, progress
+        assert "Model saved: sha256:x" in err
+    assert main(["--progress", "none", "--log-level", "trace", "version"]) == 0
