@@ -87,7 +87,8 @@ def cmd_pack(args: argparse.Namespace, kit: KitOpsClient) -> int:
         compression=args.compression, layer_format=args.layer_format, push=args.push,
         use_model_pack=args.use_model_pack,
     )
-    print(f"Model saved: {desc.digest}", file=sys.stderr)
+    if args.push:  # kit's last line for pack --push; "Model saved: <digest>" is pack's own log line
+        LOG.info("Model pushed: %s", desc.digest)
     print(desc.reference if args.tag else desc.digest)
     return 0
 
@@ -315,7 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Examples::", 1)[1].split("Errors print", 1)[0] if __doc__ else None,
     )
     parser.add_argument("--config", help="KitOps home (default $KITOPS_HOME or ~/.local/share/kitops)")
-    parser.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
+    parser.add_argument("--log-level", choices=("trace", "debug", "info", "warn", "error"), default="info",
+                        help="trace is debug here (kit's flag values)")
+    parser.add_argument("--progress", choices=("none", "plain", "fancy"), default="plain",
+                        help="transfer progress: none hides the lines; plain and fancy both log one line every 10 s "
+                             "(no bars: these logs end up in schedulers' log files)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -452,11 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
-    level = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[args.log_level]
+    level = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+             "error": logging.ERROR}[args.log_level]
     if args.verbose:
         level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    if args.progress == "none":
+        handler.addFilter(lambda record: record.module != "progress")  # ProgressReporter's lines
     LOG.handlers[:] = [handler]
     LOG.setLevel(level)
     LOG.propagate = False
@@ -464,7 +472,10 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on a usage error; kit (cobra) exits 1, --help exits 0
+        return 1 if e.code == 2 else int(e.code or 0)
     _configure_logging(args)
     try:
         return args.func(args, _client(args))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from .kitfile import kitfile_arg
 if TYPE_CHECKING:
     from .api import KitOpsClient
 
+LOG = logging.getLogger("kitops_flows")
 Command = Any  # cli.Command; not imported to keep this module free of a cycle with cli.py
 
 
@@ -89,7 +91,8 @@ def _cmd_pack(original: Command) -> Command:
                     return 0
             else:
                 desc = kit.pack(args.directory, sources=sources or None, **kwargs)
-        print(f"Model saved: {desc.digest}", file=sys.stderr)
+        if args.push:  # kit's last line for pack --push; "Model saved: <digest>" is pack's own log line
+            LOG.info("Model pushed: %s", desc.digest)
         print(desc.reference if args.tag else desc.digest)
         return 0
 

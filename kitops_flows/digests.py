@@ -65,7 +65,25 @@ class HashingWriter:
         return "sha256:" + self._hash.hexdigest()
 
 
-class VerifyingReader:
+class ReadOnlyStream:
+    """What file-like consumers (tarfile, shutil, decompressors) ask of a stream, over a subclass's ``read``."""
+
+    def read(self, n: int = -1) -> bytes:
+        raise NotImplementedError
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+class VerifyingReader(ReadOnlyStream):
     """Read-only stream that checks size and sha256 when the end is reached.
 
     A consumer that reads to EOF gets DigestMismatchError instead of EOF if the bytes were wrong,
@@ -91,14 +109,6 @@ class VerifyingReader:
         if not data or n is None or n < 0:
             self.verify()
         return data
-
-    def readinto(self, buf: bytearray | memoryview) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def verify(self) -> None:
         """Check size and digest now (idempotent). Call after the consumer stopped early to drain."""

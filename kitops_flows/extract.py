@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from .digests import CHUNK
+from .digests import CHUNK, ReadOnlyStream
 from .errors import UnpackError, UnsafeLayerError
 
 EXISTING_POLICIES = ("error", "overwrite", "ignore")
@@ -139,7 +139,7 @@ class MemberSink(Protocol):
     def add(self, member: Member) -> None: ...
 
 
-class _MemberReader:
+class _MemberReader(ReadOnlyStream):
     """A tar member's bytes, at most ``size``; a stream ending early is an error naming the entry."""
 
     def __init__(self, raw: BinaryIO, size: int, entry: str) -> None:
@@ -163,19 +163,8 @@ class _MemberReader:
         self._left -= len(data)
         return data
 
-    def readinto(self, buf: bytearray | memoryview) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-
-class _RawReader:
+class _RawReader(ReadOnlyStream):
     """A raw layer's bytes: exactly ``size`` when declared (``-1``: whatever the stream holds)."""
 
     def __init__(self, raw: BinaryIO, size: int, rel: str) -> None:
@@ -196,17 +185,6 @@ class _RawReader:
         if not data and self._size >= 0 and self.count != self._size:
             raise UnpackError(f"raw layer {self._rel!r} holds {self.count} bytes, its metadata says {self._size}")
         return data
-
-    def readinto(self, buf: bytearray | memoryview) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
 
 
 def tar_members(stream: BinaryIO, *, max_size: int | None = None) -> Iterator[Member]:

@@ -11,7 +11,10 @@ ModelKits are, in this order:
    worker with an empty store re-running yesterday's pipeline lands on yesterday's digest.
 
 "Identical" means: same config blob, same layers (media type, digest, size, in order), same
-artifact type, and the same caller annotations. Build metadata a re-run changes without changing
+artifact type, and the same caller annotations. A ModelPack config carries its pack time
+(``descriptor.createdAt``, as kit writes it), so ModelPack configs are compared without it
+(``modelpack.config_content``); a known ModelPack found in a registry has its config fetched into the
+local store. Build metadata a re-run changes without changing
 the content (``created``, the tool version, the git revision and source, the parents annotation,
 and the run id / S3 inputs fingerprint older versions wrote) is not compared; per-layer annotations
 are descriptive (file mtimes of raw layers, S3 version ids) and not compared either.
@@ -44,7 +47,9 @@ from .lineage.model import (
     sha256_of,
 )
 from .manifest import ANNOTATION_CLI_VERSION, ANNOTATION_CREATED, Manifest, ManifestError
+from .mediatypes import MODELPACK_CONFIG
 from .modelkit import ModelKitDescriptor, PushResult
+from .modelpack import config_content
 from .reference import Reference, parse_reference
 
 if TYPE_CHECKING:
@@ -93,7 +98,11 @@ def _parse(data: bytes, what: str) -> Manifest | None:
         return None
 
 
-def _local_candidates(client: KitOpsClient, ref: Reference) -> Iterator[tuple[bytes, str]]:
+#: A candidate manifest: its bytes, where it was found, and the registry reference its blobs can come from.
+Candidate = tuple[bytes, str, Reference | None]
+
+
+def _local_candidates(client: KitOpsClient, ref: Reference) -> Iterator[Candidate]:
     """The target tag first, then every other version of the repository in the local store, newest index last."""
     store = client.store
     seen: set[str] = set()
@@ -104,22 +113,23 @@ def _local_candidates(client: KitOpsClient, ref: Reference) -> Iterator[tuple[by
             desc = None
         if desc is not None:
             seen.add(desc.digest)
-            yield store.read_blob(desc.digest, desc.size), f"local store {ref.display()}"
+            yield store.read_blob(desc.digest, desc.size), f"local store {ref.display()}", None
     for entry in reversed(store.list_entries(ref.repo_path)):
         digest = entry.descriptor.digest
         if digest in seen or not store.has_blob(digest):
             continue
         seen.add(digest)
-        yield store.read_blob(digest, entry.descriptor.size), f"local store {ref.repo_path}@{digest}"
+        yield store.read_blob(digest, entry.descriptor.size), f"local store {ref.repo_path}@{digest}", None
 
 
-def _previous_candidates(client: KitOpsClient, previous: Iterable[object]) -> Iterator[tuple[bytes, str]]:
+def _previous_candidates(client: KitOpsClient, previous: Iterable[object]) -> Iterator[Candidate]:
     for item in previous:
         text = getattr(item, "pinned", None) or str(item)
         if not text:
             continue
         try:
-            yield _manifest_bytes(client, parse_reference(text)), f"previous version {text}"
+            ref = parse_reference(text)
+            yield _manifest_bytes(client, ref), f"previous version {text}", None if ref.is_local_only else ref
         except KitopsError as e:  # a previous version that is gone is not an error: pack fresh
             LOG.info("Previous version %s not readable (%s); not comparing with it", text, e)
 
@@ -138,7 +148,7 @@ def _manifest_bytes(client: KitOpsClient, ref: Reference) -> bytes:
     return fetched.data
 
 
-def _registry_candidate(client: KitOpsClient, ref: Reference) -> Iterator[tuple[bytes, str]]:
+def _registry_candidate(client: KitOpsClient, ref: Reference) -> Iterator[Candidate]:
     if ref.is_local_only or ref.is_digest:
         return
     try:
@@ -148,23 +158,52 @@ def _registry_candidate(client: KitOpsClient, ref: Reference) -> Iterator[tuple[
     except KitopsError as e:  # unreachable or refused: pack fresh (a push will say what is wrong)
         LOG.warning("Could not read %s to compare with (%s); packing a new manifest", ref, e)
         return
-    yield fetched.data, f"registry {ref}"
+    yield fetched.data, f"registry {ref}", ref
 
 
 def find_identical(client: KitOpsClient, fresh: Manifest, reference: Reference,
                    previous: Sequence[object] = ()) -> KnownModelKit | None:
     """A known ModelKit with ``fresh``'s content (previous, local store, then registry tag), or None."""
-    key = content_key(fresh)
-    sources: list[Iterator[tuple[bytes, str]]] = [
+    modelpack = fresh.config.media_type == MODELPACK_CONFIG
+    key = _key_without_config(fresh) if modelpack else content_key(fresh)
+    fresh_config = config_content(client.store.read_blob(fresh.config.digest, fresh.config.size)) if modelpack else b""
+    sources: list[Iterator[Candidate]] = [
         _previous_candidates(client, previous), _local_candidates(client, reference),
         _registry_candidate(client, reference),
     ]
     for candidates in sources:
-        for data, where in candidates:
+        for data, where, remote in candidates:
             known = _parse(data, f"manifest from {where}")
-            if known is not None and content_key(known) == key:
-                return KnownModelKit(data, known, where)
+            if known is None:
+                continue
+            if modelpack:
+                if _key_without_config(known) != key or _config_content(client, known, remote) != fresh_config:
+                    continue
+            elif content_key(known) != key:
+                continue
+            return KnownModelKit(data, known, where)
     return None
+
+
+def _key_without_config(m: Manifest) -> tuple[object, ...]:
+    """``content_key`` with the config blob left out (compared by ``config_content`` instead)."""
+    key = content_key(m)
+    return (*key[:2], *key[4:])
+
+
+def _config_content(client: KitOpsClient, known: Manifest, remote: Reference | None) -> bytes | None:
+    """A known ModelPack's config without its pack time; fetched (verified) into the store from ``remote`` when
+    missing, so a reused manifest is complete locally. None when it cannot be read."""
+    store, config = client.store, known.config
+    try:
+        if not store.has_blob(config.digest, config.size):
+            if remote is None:
+                return None
+            client.source.fetch_blob(client.registry_client(remote.registry), remote.repository, config)
+        return config_content(store.read_blob(config.digest, config.size))
+    except KitopsError as e:
+        LOG.info("Config %s of a known ModelPack not readable (%s); not comparing with it", config.digest, e)
+        return None
 
 
 def reuse_identical(client: KitOpsClient, reference: Reference,
@@ -274,6 +313,8 @@ def pack_and_push(
             raise KitopsError(f"skip_if_unchanged needs a tag to compare with, not a digest ({reference})")
         sources, inputs = _listed_sources(client, sources)
         options = {k: pack_kwargs.get(k, d) for k, d in (("compression", "none"), ("layer_format", "tar"))}
+        if pack_kwargs.get("use_model_pack"):  # another format from the same inputs (absent: Kit-format prints stay)
+            options["use_model_pack"] = True
         fingerprint = fingerprint_inputs(
             client.store, context, kf, s3_inputs=inputs, options=options,
             annotations=pack_kwargs.get("annotations"), parents=[str(p) for p in pack_kwargs.get("parents", ())],
@@ -284,6 +325,13 @@ def pack_and_push(
             desc = client.resolve(current.pinned)
             return PackOutcome(replace(desc, tags=(ref.reference,)), packed=False, fingerprint=fingerprint)
     sign = pack_kwargs.pop("sign", None)
+    if push and sources and reference is not None and not pack_kwargs.get("use_model_pack") \
+            and pack_kwargs.get("local_copy") is not True:  # S3 data: stream to the registry, no local copy
+        pushed: list[PushResult] = []
+        client.pack(context, kitfile=kf, reference=reference, sources=sources, inputs_fingerprint=fingerprint,
+                    push=True, sign=sign, on_push=pushed.append, **pack_kwargs)
+        result = pushed[0] if pushed else client.push_result(reference)  # pack pushed already if it did not stream
+        return PackOutcome(result.descriptor, packed=True, push=result, fingerprint=fingerprint)
     desc = client.pack(context, kitfile=kf, reference=reference, sources=sources or None,
                        inputs_fingerprint=fingerprint, **pack_kwargs)
     if not push:

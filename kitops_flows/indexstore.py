@@ -12,20 +12,14 @@ tag (``team/model:all``) can name a ModelKit and an index at once::
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
-import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .atomicfile import write_atomic
 from .descriptor import Descriptor
-from .errors import NotFoundError, StoreError
-from .layout import repo_file_stem
+from .errors import NotFoundError
+from .layout import RepoFiles
 from .mediatypes import OCI_INDEX
 from .reference import Reference
 
@@ -33,7 +27,6 @@ if TYPE_CHECKING:
     from .store import LocalStore
 
 LOG = logging.getLogger("kitops_flows")
-_INDEX_FILE_RE = re.compile(r"^([-A-Za-z0-9_]*={0,3})-index\.json$")
 MAX_INDEX_SIZE = 4 << 20
 
 
@@ -52,41 +45,13 @@ class LocalIndexStore:
     def __init__(self, store: LocalStore) -> None:
         self.store = store
         self.dir = store.storage / "indexes"
-
-    def _paths(self, repo_path: str) -> tuple[Path, Path]:
-        stem = repo_file_stem(repo_path)
-        return self.dir / f"{stem}-index.json", self.dir / f"{stem}-tags.json"
+        self._files = RepoFiles(self.dir)
 
     def _load(self, repo_path: str) -> tuple[list[Descriptor], dict[str, Descriptor]]:
-        index_path, tags_path = self._paths(repo_path)
-        try:
-            index = json.loads(index_path.read_bytes())
-        except FileNotFoundError:
-            index = {}
-        except ValueError as e:
-            raise StoreError(f"{index_path} is not valid JSON ({e}); restore it or remove it") from None
-        try:
-            tags = json.loads(tags_path.read_bytes())
-        except FileNotFoundError:
-            tags = {}
-        except ValueError as e:
-            raise StoreError(f"{tags_path} is not valid JSON ({e}); restore it or remove it") from None
-        manifests = [Descriptor.from_dict(d, f"entry in {index_path.name}") for d in (index.get("manifests") or [])]
-        return manifests, {t: Descriptor.from_dict(d, f"tag {t!r} in {tags_path.name}") for t, d in tags.items()}
+        return self._files.load(repo_path)
 
     def _save(self, repo_path: str, manifests: list[Descriptor], tags: dict[str, Descriptor]) -> None:
-        index_path, tags_path = self._paths(repo_path)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if manifests:
-            body = {"schemaVersion": 2, "manifests": [d.to_dict() for d in manifests]}
-            write_atomic(index_path, json.dumps(body, separators=(",", ":")).encode())
-        else:
-            index_path.unlink(missing_ok=True)
-        if tags:
-            write_atomic(tags_path, json.dumps({t: tags[t].to_dict() for t in sorted(tags)},
-                                               separators=(",", ":")).encode())
-        else:
-            tags_path.unlink(missing_ok=True)
+        self._files.save(repo_path, manifests, tags)
 
     # -- reading ---------------------------------------------------------------------------------------------
     def resolve(self, ref: Reference) -> Descriptor:
@@ -108,16 +73,7 @@ class LocalIndexStore:
         return sorted(t for t, d in self._load(repo_path)[1].items() if d.digest == digest)
 
     def repos(self) -> list[str]:
-        if not self.dir.is_dir():
-            return []
-        out = []
-        for name in os.listdir(self.dir):
-            if m := _INDEX_FILE_RE.match(name):
-                try:
-                    out.append(base64.urlsafe_b64decode(m.group(1)).decode())
-                except (ValueError, UnicodeDecodeError):
-                    continue
-        return sorted(out)
+        return self._files.repos()
 
     def list(self) -> list[StoredIndex]:
         """Every local index, by repository then digest."""

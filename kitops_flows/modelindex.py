@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import KitopsError
@@ -180,28 +180,32 @@ def _entry_from_dict(m: object, labels: dict[str, str], what: str) -> IndexEntry
 
 # -- raw JSON: label values keep the bytes they were written with ------------------------------------------
 
+def _json_tokens(raw: str) -> Iterator[str]:
+    """JSON text as tokens, whitespace outside strings dropped: each string literal whole (escapes verbatim),
+    every other character alone."""
+    i, n = 0, len(raw)
+    while i < n:
+        ch = raw[i]
+        if ch == '"':
+            j = i + 1
+            while j < n and raw[j] != '"':
+                j += 2 if raw[j] == "\\" else 1
+            yield raw[i:j + 1]
+            i = j + 1
+            continue
+        if ch not in _WS:
+            yield ch
+        i += 1
+
+
+def _html_escape(token: str) -> str:
+    return "".join(f"\\u{ord(c):04x}" if c in "<>&\u2028\u2029" else c for c in token)
+
+
 def go_compact(raw: str) -> str:
     """Go's compaction of a json.RawMessage during Marshal: whitespace outside strings dropped, ``<>&`` and
     U+2028/U+2029 escaped; everything else (number spelling, string escapes, key order) kept verbatim."""
-    out: list[str] = []
-    in_string = escaped = False
-    for ch in raw:
-        if ch in "<>&\u2028\u2029":
-            out.append(f"\\u{ord(ch):04x}")
-            escaped = False
-            continue
-        if in_string:
-            out.append(ch)
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch not in _WS:
-            out.append(ch)
-            in_string = ch == '"'
-    return "".join(out)
+    return "".join(_html_escape(t) for t in _json_tokens(raw))
 
 
 def label_display(raw: str) -> str:
@@ -222,38 +226,30 @@ def _skip_ws(s: str, i: int) -> int:
 _DECODER = json.JSONDecoder()
 
 
+def _member_spans(s: str, i: int, opener: str) -> list[tuple[str | None, int, int]]:
+    """(key, start, end) of each member of the object (``{``) or array (``[``, key None) starting at ``s[i]``."""
+    i = _skip_ws(s, i)
+    if i >= len(s) or s[i] != opener:
+        return []
+    closer = "}" if opener == "{" else "]"
+    spans: list[tuple[str | None, int, int]] = []
+    i = _skip_ws(s, i + 1)
+    while i < len(s) and s[i] != closer:
+        key = None
+        if opener == "{":
+            key, i = _DECODER.raw_decode(s, i)
+            i = _skip_ws(s, _skip_ws(s, i) + 1)  # past the ':'
+        _, end = _DECODER.raw_decode(s, i)
+        spans.append((key, i, end))
+        i = _skip_ws(s, end)
+        if i < len(s) and s[i] == ",":
+            i = _skip_ws(s, i + 1)
+    return spans
+
+
 def _object_spans(s: str, i: int) -> dict[str, tuple[int, int]]:
     """Key -> (start, end) of each value of the JSON object starting at ``s[i]`` (last duplicate wins, as Go)."""
-    spans: dict[str, tuple[int, int]] = {}
-    i = _skip_ws(s, i)
-    if i >= len(s) or s[i] != "{":
-        return spans
-    i = _skip_ws(s, i + 1)
-    while i < len(s) and s[i] != "}":
-        key, i = _DECODER.raw_decode(s, i)
-        i = _skip_ws(s, i) + 1  # the ':'
-        start = _skip_ws(s, i)
-        _, end = _DECODER.raw_decode(s, start)
-        spans[key] = (start, end)
-        i = _skip_ws(s, end)
-        if i < len(s) and s[i] == ",":
-            i = _skip_ws(s, i + 1)
-    return spans
-
-
-def _array_spans(s: str, i: int) -> list[tuple[int, int]]:
-    spans = []
-    i = _skip_ws(s, i)
-    if i >= len(s) or s[i] != "[":
-        return spans
-    i = _skip_ws(s, i + 1)
-    while i < len(s) and s[i] != "]":
-        _, end = _DECODER.raw_decode(s, i)
-        spans.append((i, end))
-        i = _skip_ws(s, end)
-        if i < len(s) and s[i] == ",":
-            i = _skip_ws(s, i + 1)
-    return spans
+    return {str(key): (a, b) for key, a, b in _member_spans(s, i, "{")}
 
 
 def _raw_model_metadata(text: str) -> list[dict[str, str]]:
@@ -262,7 +258,7 @@ def _raw_model_metadata(text: str) -> list[dict[str, str]]:
     if "manifests" not in top:
         return []
     out = []
-    for start, _ in _array_spans(text, top["manifests"][0]):
+    for _, start, _end in _member_spans(text, top["manifests"][0], "["):
         entry = _object_spans(text, start)
         meta = _object_spans(text, entry["modelMetadata"][0]) if "modelMetadata" in entry else {}
         out.append({k: go_compact(text[a:b]) for k, (a, b) in meta.items()})
@@ -415,40 +411,26 @@ def go_indent(raw: str) -> str:
     """Go's ``json.Indent(raw, "", "  ")`` of compact JSON: key order and string bytes as stored."""
     out: list[str] = []
     depth = 0
-    in_string = escaped = False
+    tokens = list(_json_tokens(raw))
     i = 0
-    while i < len(raw):
-        ch = raw[i]
-        if in_string:
-            out.append(ch)
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch in _WS:
-            pass
-        elif ch == '"':
-            out.append(ch)
-            in_string = True
-        elif ch in "{[":
-            j = _skip_ws(raw, i + 1)
-            if j < len(raw) and raw[j] in "}]":
-                out.append(ch + raw[j])
-                i = j
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok in ("{", "["):
+            if i + 1 < len(tokens) and tokens[i + 1] in ("}", "]"):
+                out.append(tok + tokens[i + 1])
+                i += 1
             else:
                 depth += 1
-                out.append(ch + "\n" + "  " * depth)
-        elif ch in "}]":
+                out.append(tok + "\n" + "  " * depth)
+        elif tok in ("}", "]"):
             depth -= 1
-            out.append("\n" + "  " * depth + ch)
-        elif ch == ",":
+            out.append("\n" + "  " * depth + tok)
+        elif tok == ",":
             out.append(",\n" + "  " * depth)
-        elif ch == ":":
+        elif tok == ":":
             out.append(": ")
         else:
-            out.append(ch)
+            out.append(tok)
         i += 1
     return "".join(out)
 

@@ -4,6 +4,9 @@
 >>> kf = Kitfile.from_yaml("manifestVersion: 1.0.0\\npackage: {name: m, license: MIT}\\nmodel: {path: w.bin, format: gguf}\\n")
 >>> modelpack_config(kf, ["sha256:" + "a" * 64], created="2026-05-01T14:00:00Z")[:60]
 b'{"descriptor":{"createdAt":"2026-05-01T14:00:00Z","name":"m"'
+>>> a = modelpack_config(kf, ["sha256:" + "a" * 64], created="2026-05-01T14:00:00Z")
+>>> config_content(a) == config_content(modelpack_config(kf, ["sha256:" + "a" * 64]))
+True
 
 The manifest carries the Kitfile (with per-layer digests) as the ``ml.kitops.modelkit.kitfile`` annotation;
 layers get ``application/vnd.cncf.model.<weight|weight.config|dataset|code|doc>.v1.<tar|raw>[+gzip|+zstd]``.
@@ -11,6 +14,7 @@ layers get ``application/vnd.cncf.model.<weight|weight.config|dataset|code|doc>.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -65,3 +69,18 @@ def modelpack_config(kf: Kitfile, diff_ids: Sequence[str], *, created: str | Non
         config["format"] = kf.model.format
     return marshal(Struct([("descriptor", descriptor), ("modelfs", Struct([("type", "layers"), ("diffIds", list(diff_ids))])),
                            ("config", config)]))
+
+
+def config_content(data: bytes) -> bytes:
+    """A ModelPack config without its pack time (``descriptor.createdAt``): what makes two configs the same
+    content (idempotent packs). Bytes that are not a JSON object are compared as they are."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return data
+    if not isinstance(doc, dict):
+        return data
+    descriptor = doc.get("descriptor")
+    if isinstance(descriptor, dict):
+        descriptor.pop("createdAt", None)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()

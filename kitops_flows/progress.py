@@ -19,21 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .kitoutput import format_bytes  # kit's FormatBytes, as in every table
+
 LOGGER = logging.getLogger("kitops_flows")
 
 #: Called with (label, bytes_done, total_or_None) after every update.
 ProgressCallback = Callable[[str, int, "int | None"], None]
-
-
-def format_bytes(n: float) -> str:
-    """``1536 -> '1.5 KiB'``: binary units with one decimal, as kit prints sizes."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    value = float(n)
-    for unit in units:
-        if abs(value) < 1024 or unit == units[-1]:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -74,4 +65,4 @@ class ProgressReporter:
             text += f" of {format_bytes(self.total)} ({pct:.0f}%)"
             if rate > 0 and self.done < self.total:
                 text += f", ETA {(self.total - self.done) / rate:.0f}s"
-        return f"{text} at {format_bytes(rate)}/s"
+        return f"{text} at {format_bytes(int(rate))}/s"

@@ -24,7 +24,6 @@ reports without calling them errors.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import fcntl
@@ -32,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import stat
 import tempfile
 import time
@@ -46,14 +44,13 @@ from .descriptor import Descriptor
 from .digests import CHUNK, VerifyingReader, file_digest
 from .errors import DigestMismatchError, NotFoundError, StoreError
 from .indexstore import LocalIndexStore
-from .layout import repo_file_stem
+from .layout import RepoFiles
 from .manifest import Manifest
 from .mediatypes import OCI_MANIFEST
 from .reference import DEFAULT_REGISTRY, DEFAULT_REPOSITORY, Reference, is_digest
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk or quota: the store can say what to do
 LOG = logging.getLogger("kitops_flows")
-_REPO_INDEX_RE = re.compile(r"^([-A-Za-z0-9_]*={0,3})-index\.json$")
 MAX_MANIFEST_SIZE = 4 << 20
 #: Seconds without a write after which gc treats an ingest file as a dead run's leftover (live writers
 #: write every few seconds; a killed pull's partial download stays resumable until then).
@@ -134,6 +131,7 @@ class LocalStore:
         self.storage = self.home / "storage"
         self.blobs = self.storage / "blobs" / "sha256"
         self.ingest_dir = self.storage / "ingest"
+        self._repo_files = RepoFiles(self.storage)
 
     @classmethod
     def default(cls) -> LocalStore:
@@ -299,49 +297,18 @@ class LocalStore:
             w.write(data)
         return w.digest, w.size
 
-    # -- per-repository index and tags -------------------------------------------------------------
-    def _repo_index_path(self, repo_path: str) -> Path:
-        return self.storage / f"{repo_file_stem(repo_path)}-index.json"
-
-    def _repo_tags_path(self, repo_path: str) -> Path:
-        return self.storage / f"{repo_file_stem(repo_path)}-tags.json"
-
+    # -- per-repository index and tags (kit's files, shared with the index store: layout.RepoFiles) -----
     def _load_json(self, path: Path, default: object) -> object:
-        try:
-            return json.loads(path.read_bytes())
-        except FileNotFoundError:
-            return default
-        except ValueError as e:
-            raise StoreError(f"{path} is not valid JSON ({e}); restore it or remove the repository") from None
+        return self._repo_files.load_json(path, default)
 
     def _repo_manifests(self, repo_path: str) -> list[Descriptor]:
-        path = self._repo_index_path(repo_path)
-        data = self._load_json(path, {"manifests": []})
-        items = data.get("manifests") if isinstance(data, dict) else None
-        return [Descriptor.from_dict(d, f"entry in {path.name}") for d in (items or [])]
+        return self._repo_files.manifests(repo_path)
 
     def _repo_tags(self, repo_path: str) -> dict[str, Descriptor]:
-        path = self._repo_tags_path(repo_path)
-        data = self._load_json(path, {})
-        if not isinstance(data, dict):
-            raise StoreError(f"{path} should hold a JSON object of tag -> descriptor")
-        return {tag: Descriptor.from_dict(d, f"tag {tag!r} in {path.name}") for tag, d in data.items()}
+        return self._repo_files.tags(repo_path)
 
     def _save_repo(self, repo_path: str, manifests: list[Descriptor], tags: dict[str, Descriptor]) -> None:
-        """Write (or delete, when empty) the repository's index and tags files, as kit does."""
-        tags_path, index_path = self._repo_tags_path(repo_path), self._repo_index_path(repo_path)
-        if tags:
-            body = {t: tags[t].to_dict() for t in sorted(tags)}
-            write_atomic(tags_path, json.dumps(body, separators=(",", ":")).encode())
-        else:
-            tags_path.unlink(missing_ok=True)
-        seen: set[str] = set()
-        unique = [d for d in manifests if not (d.digest in seen or seen.add(d.digest))]  # type: ignore[func-returns-value]
-        if unique:
-            body2 = {"schemaVersion": 2, "manifests": [d.to_dict() for d in unique]}
-            write_atomic(index_path, json.dumps(body2, separators=(",", ":")).encode())
-        else:
-            index_path.unlink(missing_ok=True)
+        self._repo_files.save(repo_path, manifests, tags)
 
     def _update_global_index(self, add: Descriptor | None = None) -> None:
         """Keep storage/index.json (oras' view) listing every manifest still referenced by some repository."""
@@ -435,16 +402,7 @@ class LocalStore:
 
     def list_repos(self) -> list[str]:
         """Every ``registry/repository`` with a per-repository index in the store."""
-        if not self.storage.is_dir():
-            return []
-        repos = []
-        for name in os.listdir(self.storage):
-            if m := _REPO_INDEX_RE.match(name):
-                try:
-                    repos.append(base64.urlsafe_b64decode(m.group(1)).decode())
-                except (ValueError, UnicodeDecodeError):
-                    continue  # not one of kit's files
-        return sorted(repos)
+        return self._repo_files.repos()
 
     def list_entries(self, repo_path: str | None = None) -> list[RepoEntry]:
         """Manifests with their tags, for one repository or all."""

@@ -161,7 +161,7 @@ def test_help_lists_kits_commands_and_ours() -> None:
     text = buf.getvalue()
     kit_commands = ["pack", "unpack", "push", "pull", "list", "inspect", "info", "tag", "remove", "login", "logout",
                     "init", "version", "diff", "index", "cache"]
-    ours = ["verify", "gc", "lineage", "promote", "history"]
+    ours = ["verify", "gc", "lineage", "promote", "history", "discover", "provenance", "sign", "generate-key-pair"]
     for name in kit_commands + ours:
         assert f"\n    {name} " in text or f"\n    {name}\n" in text, name
 
@@ -181,3 +181,47 @@ def test_list_filter_keeps_modelkits_with_a_matching_layer(tmp_path: Path, capsy
         argv = ["--config", home, "list", "--format", "json"] + [x for f in flt for x in ("-f", f)]
         assert main(argv) == 0
         assert [r["repo"] for r in json.loads(capsys.readouterr().out)] == expected, flt
+
+
+def test_pack_status_lines_are_kits_and_the_final_one_comes_once(registry, tmp_path: Path,  # noqa: ANN001
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """kit-features-1.17.md §3: layer lines, configuration, manifest, then one ``Model saved: <digest>``
+    (``Model pushed: <digest>`` ends a ``--push``); stdout holds only the reference."""
+    home, ctx = str(tmp_path / "home"), _context(tmp_path / "ctx")
+    assert main(["--config", home, "pack", str(ctx), "-t", "team/helper:v1"]) == 0
+    out, err = capsys.readouterr()
+    digest = KitOpsClient(store=LocalStore(home)).resolve("team/helper:v1").digest
+    assert out == "team/helper:v1\n"
+    lines = [line for line in err.splitlines() if not line.startswith("Recorded provenance")]
+    assert lines[-2:] == [f"Saved manifest to storage: {digest}", f"Model saved: {digest}"]
+    assert err.count("Model saved") == 1 and "Saved configuration: sha256:" in err
+    assert any(line.startswith("Saved model layer: sha256:") for line in lines)
+
+    ref = f"{registry.host}/status/helper:v1"
+    assert main(["--config", home, "pack", str(ctx), "-t", ref, "--push", "--plain-http"]) == 0
+    out, err = capsys.readouterr()
+    assert out == ref + "\n"
+    digest = KitOpsClient(store=LocalStore(home)).resolve(ref).digest  # another repository: maybe another created
+    assert (err.count(f"Model saved: {digest}"), err.count(f"Model pushed: {digest}")) == (1, 1)
+    assert err.rstrip().endswith(f"Model pushed: {digest}")
+
+
+def test_kits_global_flags_progress_and_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--progress none|plain|fancy`` and ``--log-level trace`` are kit's global flags: accepted, and none hides
+    the transfer progress lines (only those)."""
+    import logging
+
+    from kitops_flows.cli import _configure_logging
+    from kitops_flows.progress import ProgressReporter
+
+    for progress, shown in (("plain", True), ("fancy", True), ("none", False)):
+        _configure_logging(build_parser().parse_args(["--log-level", "trace", "--progress", progress, "version"]))
+        assert logging.getLogger("kitops_flows").isEnabledFor(logging.DEBUG)
+        reporter = ProgressReporter("push model layer", total=10, min_bytes_to_log=0)
+        reporter.update(10)
+        reporter.finish()
+        logging.getLogger("kitops_flows").info("Model saved: sha256:x")
+        err = capsys.readouterr().err
+        assert ("push model layer: done, 10 B of 10 B" in err) == shown, progress
+        assert "Model saved: sha256:x" in err
+    assert main(["--progress", "none", "--log-level", "trace", "version"]) == 0

@@ -81,7 +81,8 @@ def test_cli_round_trip_s3_registry_s3_is_byte_identical(s3: Any, registry: Any,
     pack = ["pack", str(ctx), "-t", ref, "--push", "--plain-http", "--source", "train=s3://cli-src/run/",
             "--parent", parent]
     packed = _ok(_cli(home, *pack))
-    assert packed.stdout.strip() == ref and "Model saved: sha256:" in packed.stderr
+    assert packed.stdout.strip() == ref and packed.stderr.count("Model pushed: sha256:") == 1  # kit's --push line
+    assert "Model saved" not in packed.stderr  # streamed: nothing saved locally
     kit = KitOpsClient(store=LocalStore(home), plain_http=True)
     desc = kit.resolve(ref)
     assert desc.annotations[ANNOTATION_PARENTS] == f"{registry.host}/clis3/features@{kit.describe(parent).digest}"
@@ -92,9 +93,10 @@ def test_cli_round_trip_s3_registry_s3_is_byte_identical(s3: Any, registry: Any,
     assert LocalStore(copy_home).has_blob(desc.layer("dataset").digest)
     # --if-changed: the first run records its inputs fingerprint (same content: same digest), the next skips
     first = _ok(_cli(tmp_path / "if-home", *pack, "--if-changed"))
-    assert "Model saved: " + desc.digest in first.stderr
+    assert "Model pushed: " + desc.digest in first.stderr
+    assert not LocalStore(tmp_path / "if-home").has_blob(desc.layer("dataset").digest)  # streamed as well
     again = _ok(_cli(tmp_path / "other-home", *pack, "--if-changed"))
-    assert "Unchanged" in again.stderr and "Model saved" not in again.stderr
+    assert "Unchanged" in again.stderr and "Model pushed" not in again.stderr
 
     c.create_bucket(Bucket="cli-dst")
     c.put_object(Bucket="cli-dst", Key="out/stale.txt", Body=b"old release")

@@ -233,3 +233,20 @@ def test_lineage_and_history_show_every_run_of_one_digest(registry: RegistryServ
     assert "built by 3 runs" in graph(reader, ref, "up").to_mermaid()
     promote(reader, ref, "staging")
     assert [e.stage for e in history(reader, f"{registry.host}/idem/hist")] == ["staging"]
+
+
+def test_skip_if_unchanged_sees_a_switch_to_modelpack_output(tmp_path: Path) -> None:
+    """The output format is an input: the same files packed as a ModelPack are packed, not skipped."""
+    kit, ctx = _kit(tmp_path / "h"), _ctx(tmp_path / "c")
+    old = time.time() - 60  # stamps outside the racy window, so the second fingerprint reads no file
+    for p in ctx.rglob("*"):
+        os.utime(p, (old, old))
+    first = pack_and_push(kit, ctx, reference="idem/format:nightly", skip_if_unchanged=True)
+    again = pack_and_push(kit, ctx, reference="idem/format:nightly", skip_if_unchanged=True)
+    assert first.packed and not again.packed and again.descriptor.digest == first.descriptor.digest
+    mp = pack_and_push(kit, ctx, reference="idem/format:nightly", skip_if_unchanged=True, use_model_pack=True)
+    assert mp.packed and mp.descriptor.digest != first.descriptor.digest
+    assert json.loads(kit.store.read_blob(mp.descriptor.digest))["artifactType"] == \
+        "application/vnd.cncf.model.manifest.v1+json"
+    assert not pack_and_push(kit, ctx, reference="idem/format:nightly", skip_if_unchanged=True,
+                             use_model_pack=True).packed

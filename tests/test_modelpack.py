@@ -5,6 +5,7 @@ ModelPacks built by hand from the spec (with and without the Kitfile annotation,
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,43 @@ def test_modelpack_refusals(tmp_path: Path) -> None:
     with pytest.raises(PackError, match="mcpServers are not supported when packing in modelpack format"):
         kit.pack(ctx, use_model_pack=True, record_lineage=False)
     assert kit.list() == [], "nothing half-written"
+
+
+def test_an_unchanged_modelpack_repack_is_the_same_modelkit(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """createdAt is pack time (as kit writes it), but the identity rule holds: same content, same ModelKit."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    home, ctx = str(tmp_path / "home"), _context(tmp_path / "ctx")
+    digests = []
+    for _ in range(2):
+        assert main(["--config", home, "pack", str(ctx), "-t", "team/mp:nightly", "--use-model-pack"]) == 0
+        digests.append(capsys.readouterr().err.split("Model saved: ")[-1].strip())
+        time.sleep(1.1)  # createdAt would differ by a second
+    assert digests[0] == digests[1]
+    store = LocalStore(home)
+    manifest = json.loads(store.read_blob(digests[0]))
+    config = json.loads(store.read_blob(manifest["config"]["digest"]))
+    assert config["descriptor"]["createdAt"], "a fresh ModelPack pack still writes createdAt"
+    assert [e.descriptor.digest for e in store.list_entries("localhost/team/mp")] == [digests[0]]
+    (ctx / "data/train.csv").write_bytes(b"a,b\n1,3\n")  # one changed byte
+    assert main(["--config", home, "pack", str(ctx), "-t", "team/mp:nightly", "--use-model-pack"]) == 0
+    assert capsys.readouterr().err.split("Model saved: ")[-1].strip() != digests[0]
+
+
+def test_an_unchanged_modelpack_repack_on_an_empty_worker_reuses_the_registrys(registry, tmp_path: Path,  # noqa: ANN001
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    ref = f"{registry.host}/mp/rerun:nightly"
+    first = KitOpsClient(store=LocalStore(tmp_path / "w1"), plain_http=True).pack(
+        _context(tmp_path / "c1"), reference=ref, use_model_pack=True, push=True, record_lineage=False)
+    time.sleep(1.1)
+    worker = KitOpsClient(store=LocalStore(tmp_path / "w2"), plain_http=True)  # empty store, fresh checkout
+    again = worker.pack(_context(tmp_path / "c2"), reference=ref, use_model_pack=True, record_lineage=False)
+    assert (again.digest, again.created) == (first.digest, first.created)
+    assert worker.store.verify().ok, "the registry's config was fetched: the reused ModelKit is complete locally"
+    result = worker.push_result(ref)
+    assert (result.new_to_repository, result.moved_tags, result.blobs_uploaded) == (False, (), 0)
+    assert (worker.unpack(ref, tmp_path / "out", filters=["model"]).dest / "model.gguf").read_bytes() == b"w" * 3000
 
 
 def test_cli_pack_push_pull_unpack_through_the_registry(registry, tmp_path: Path,  # noqa: ANN001

@@ -121,3 +121,63 @@ def test_a_tampered_bundle_blob_is_refused(client: FakeClient) -> None:
     with pytest.raises(SignatureError) as info:
         verify_modelkit(client, "reg.test/team/m:v1", key.public_key)
     assert info.value.failures[0].startswith("tampered payload: ")
+
+
+def _bundle(key, statement: dict, *, sigs: int = 1, keyid: str = "", payload_type: str = "application/vnd.in-toto+json",
+            media_type: str = "application/vnd.dev.sigstore.bundle.v0.3+json", extra: dict | None = None) -> bytes:  # noqa: ANN001
+    import base64
+
+    from kitops_flows.signing.dsse import pae
+
+    body = json.dumps(statement, separators=(",", ":")).encode()
+    sig = base64.b64encode(key.sign(pae(payload_type, body))).decode()
+    signature = {"sig": sig, **({"keyid": keyid} if keyid else {})}
+    doc = {"mediaType": media_type, "verificationMaterial": {"publicKey": {"hint": key.public_key.hint}},
+           "dsseEnvelope": {"payload": base64.b64encode(body).decode(), "payloadType": payload_type,
+                            "signatures": [signature] * sigs}, **(extra or {})}
+    return json.dumps(doc).encode()
+
+
+def _statement(digest: str, **more: object) -> dict:
+    return {"_type": "https://in-toto.io/Statement/v1", "subject": [{"digest": {"sha256": digest.split(":")[1]}}],
+            "predicateType": "https://sigstore.dev/cosign/sign/v1", "predicate": {}, **more}
+
+
+@pytest.mark.parametrize(("variant", "line"), [
+    ({"sigs": 2}, "malformed: "),                                             # two DSSE signatures
+    ({"keyid": "SHA256:not-this-key"}, "wrong key: "),                        # a keyid naming another key
+    ({"payload_type": "application/json"}, "malformed: "),                    # payloadType is not in-toto
+    # unparseable bundles do not count as bundles: cosign then reads the (absent) .sig tag
+    ({"extra": {"unknownField": 1}}, "malformed: |unsigned: "),               # strict bundle parse
+    ({"media_type": "application/vnd.dev.sigstore.bundle+json;version=0.2"}, "malformed: |unsigned: "),  # v0.2
+    ({"statement_extra": {"extra": 1}}, "malformed: "),                       # a fifth top-level statement key
+    ({"other_digest": True}, "payload for another digest: "),                 # signed statement about another digest
+])
+def test_bundle_rules_of_the_spec_each_refuse(client: FakeClient, variant: dict, line: str) -> None:
+    from kitops_flows.signing.placement import SignatureRepository
+    from kitops_flows.signing.target import resolve_target
+
+    key = generate_key_pair()
+    target = resolve_target(client, "reg.test/team/m:v1", "sign")
+    digest = "sha256:" + "ab" * 32 if variant.pop("other_digest", False) else target.digest
+    statement = _statement(digest, **variant.pop("statement_extra", {}))
+    repo = SignatureRepository(client.source.rc, "team/m")
+    repo.put_bundle(target.subject, _bundle(key, statement, **variant), "https://sigstore.dev/cosign/sign/v1",
+                    "2026-01-02T03:04:05Z", api=True)
+    with pytest.raises(SignatureError) as info:
+        verify_modelkit(client, "reg.test/team/m:v1", key.public_key)
+    expected = line.split("|")
+    assert len(info.value.failures) == len(expected), info.value.failures
+    assert all(f.startswith(e) for f, e in zip(info.value.failures, expected, strict=True)), info.value.failures
+
+
+def test_attestation_of_another_predicate_type_is_not_enough(client: FakeClient) -> None:
+    from kitops_flows.signing import verify_attestation
+
+    key = generate_key_pair()
+    attestation = {"predicate": {"buildDefinition": {}}, "predicateType": "https://slsa.dev/provenance/v1"}
+    sign_modelkit(client, "reg.test/team/m:v1", key, provenance=lambda pinned: attestation)
+    assert verify_attestation(client, "reg.test/team/m:v1", key.public_key).verified == 1
+    with pytest.raises(SignatureError) as info:
+        verify_attestation(client, "reg.test/team/m:v1", key.public_key, predicate_type="custom")
+    assert all(f.startswith("other predicate: ") for f in info.value.failures) and len(info.value.failures) == 2

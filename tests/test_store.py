@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from kitops_flows.errors import DigestMismatchError, NotFoundError
+from kitops_flows.layout import repo_file_stem
 from kitops_flows.reference import parse_reference
-from kitops_flows.store import LocalStore, repo_file_stem
+from kitops_flows.store import LocalStore
 
 
 def test_repo_file_names_are_kits() -> None:

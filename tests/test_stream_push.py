@@ -274,3 +274,59 @@ def test_killed_stream_pack_leaves_no_tag_and_the_rerun_resumes(
     fresh = KitOpsClient(store=LocalStore(tmp_path / "fresh"), plain_http=True)
     fresh.pull(f"{registry.host}/stream/killed:v1")
     assert fresh.verify().ok
+
+
+def test_layer_cache_keeps_the_newest_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kitops_flows import stream_push
+    from kitops_flows.kitfile import LayerInfo
+    from kitops_flows.store import Descriptor
+
+    monkeypatch.setattr(stream_push, "CACHE_ENTRIES", 3)
+    cache = stream_push.LayerCache(LocalStore(tmp_path / "home"))
+    assert cache.get("sha256:none") is None
+    for i in range(5):
+        d = f"sha256:{i:064x}"
+        cache.put(f"fp{i}", Descriptor("application/x", d, i), LayerInfo(digest=d, diff_id=d))
+    cache.put("fp2", Descriptor("application/x", f"sha256:{2:064x}", 2), LayerInfo(digest="", diff_id="x"))
+    assert [cache.get(f"fp{i}") is not None for i in range(5)] == [False, False, True, True, True]
+    assert cache.get("fp4") == (f"sha256:{4:064x}", 4, f"sha256:{4:064x}")
+    (tmp_path / "home" / CACHE_FILE).write_text("not json")  # a damaged hint file is no hint, not an error
+    assert cache.get("fp4") is None
+
+
+def test_streamed_pack_honours_immutable_tags_and_same_content_keeps_its_digest(
+        s3: Any, registry: Any, tmp_path: Path) -> None:
+    from kitops_flows.errors import TagExistsError
+
+    c = s3.client()
+    _bucket(c, "stream-src", _objects(4))
+    ref = f"{registry.host}/stream/immutable:v1"
+    first = KitOpsClient(store=LocalStore(tmp_path / "h1"), plain_http=True, immutable_tags=True).pack(
+        _ctx(tmp_path / "c1"), reference=ref, sources=SOURCES, push=True)
+    # same content from a fresh worker: same manifest (idempotent), so the immutable tag needs no move
+    again = KitOpsClient(store=LocalStore(tmp_path / "h2"), plain_http=True, immutable_tags=True).pack(
+        _ctx(tmp_path / "c2"), reference=ref, sources=SOURCES, push=True)
+    assert again.digest == first.digest
+    c.put_object(Bucket="stream-src", Key="small/new.csv", Body=b"new\n")
+    with pytest.raises(TagExistsError, match=r"stream/immutable:v1 already points at " + first.digest):
+        KitOpsClient(store=LocalStore(tmp_path / "h3"), plain_http=True, immutable_tags=True).pack(
+            _ctx(tmp_path / "c3"), reference=ref, sources=SOURCES, push=True)
+    assert RegistryClient(registry.host, plain_http=True).manifest_digest("stream/immutable", "v1") == first.digest
+
+
+def test_pack_and_push_streams_and_reports_what_the_push_changed(s3: Any, registry: Any, tmp_path: Path) -> None:
+    from kitops_flows.idempotent import pack_and_push
+
+    c = s3.client()
+    _bucket(c, "stream-src", _objects(4))
+    ref = f"{registry.host}/stream/outcome:nightly"
+    kit = KitOpsClient(store=LocalStore(tmp_path / "h1"), plain_http=True)
+    first = pack_and_push(kit, _ctx(tmp_path / "c1"), reference=ref, sources=SOURCES, push=True)
+    assert first.packed and first.push is not None
+    assert first.push.new_to_repository and first.push.moved_tags == ("nightly",)
+    assert first.push.blobs_uploaded == 4  # model, two S3 layers, config
+    assert not any(kit.store.has_blob(l.digest) for l in first.descriptor.layers)  # no local copy
+    worker = KitOpsClient(store=LocalStore(tmp_path / "h2"), plain_http=True)  # a fresh worker, same inputs
+    again = pack_and_push(worker, _ctx(tmp_path / "c2"), reference=ref, sources=SOURCES, push=True)
+    assert again.descriptor.digest == first.descriptor.digest and again.push is not None
+    assert not again.push.changed and again.push.blobs_uploaded == 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -173,8 +174,6 @@ def _check_att_layer(repo: SignatureRepository, layer: StoredLayer, where: str, 
     if blob is None:
         return None
     try:
-        import json
-
         env = parse_envelope(json.loads(blob), where)
     except ValueError as e:
         failures.append(f"malformed: {where}: not a DSSE envelope ({e})")
