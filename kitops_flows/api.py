@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -156,12 +156,14 @@ class KitOpsClient:
         inputs_fingerprint: str = "",
         use_model_pack: bool = False,
         local_copy: bool | None = None,
+        on_push: Callable[[PushResult], None] | None = None,
     ) -> ModelKitDescriptor:
         """Pack a directory into the local store (and push it when ``push``).
 
         With ``push`` and ``local_copy=False`` no layer is written to the local store: each is hashed
         while it streams to the registry (``stream_push``). That is the default (``local_copy=None``)
         when ``sources`` are given, since the store would only be a staging area for S3 data.
+        ``on_push`` receives what that streamed push changed (``PushResult``; ``pack_and_push`` uses it).
 
         Same content, same ModelKit: when the config and layers equal those of a known ModelKit
         (``previous``, the target repository in the local store, or the target tag in the registry),
@@ -210,14 +212,16 @@ class KitOpsClient:
                 raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
             from .stream_push import stream_pack
 
-            desc = stream_pack(self, context, kitfile=kf, reference=reference, annotations=extra,
-                               options=PackOptions(compression=compression, layer_format=layer_format),
-                               layer_sources=layer_sources, s3_inputs=s3_inputs,  # type: ignore[arg-type]
-                               provenance=provenance, immutable=self.immutable_tags,
-                               reuse=reuse_identical(self, target, previous))
+            pushed = stream_pack(self, context, kitfile=kf, reference=reference, annotations=extra,
+                                 options=PackOptions(compression=compression, layer_format=layer_format),
+                                 layer_sources=layer_sources, s3_inputs=s3_inputs,  # type: ignore[arg-type]
+                                 provenance=provenance, immutable=self.immutable_tags,
+                                 reuse=reuse_identical(self, target, previous))
             if sign is not None:
-                self.sign(desc.pinned, sign)
-            return desc
+                self.sign(pushed.descriptor.pinned, sign)
+            if on_push is not None:
+                on_push(pushed)
+            return pushed.descriptor
         desc = _pack(
             self.store, context, kitfile=kf, reference=reference,
             options=PackOptions(compression=compression, layer_format=layer_format, use_model_pack=use_model_pack),

@@ -54,7 +54,7 @@ from .manifest import (
     layer_annotations,
 )
 from .mediatypes import KIT_ARTIFACT_TYPE, KIT_CONFIG, OCI_MANIFEST, LayerMediaType
-from .modelkit import ModelKitDescriptor, describe
+from .modelkit import PushResult, describe
 from .pack import (
     CLI_VERSION,
     LayerSource,
@@ -104,13 +104,13 @@ def stream_pack(
     provenance: Provenance | None = None,
     immutable: bool = False,
     reuse: Callable[[Manifest], Any] | None = None,
-) -> ModelKitDescriptor:
+) -> PushResult:
     """Pack ``context_dir`` and push it to ``reference``'s registry without a local copy (see module doc).
 
     ``provenance`` (from ``lineage.collect_provenance``) is recorded locally once the manifest is
     built, and pushed with the ModelKit. ``reuse`` (``idempotent.reuse_identical``) may return a known
     ModelKit with the same content, whose manifest is then pushed instead (same digest, same ``created``).
-    Returns the pushed ModelKit's descriptor.
+    Returns what the push changed (``PushResult``: descriptor, new to the repository, tags moved, blobs sent).
     """
     from .sources import require_registry
 
@@ -135,6 +135,7 @@ def stream_pack(
     previous = _previous_layers(kit, ref, [clean_path(e.path) for e in entries])
 
     layer_descs: list[Descriptor] = []
+    uploaded = 0
     for i, entry in enumerate(entries):
         others = all_paths[:i] + all_paths[i + 1:]
         media = _media(entry, options)
@@ -148,12 +149,13 @@ def stream_pack(
                 cache.put(fingerprint, layer.descriptor, layer.info)
         entry.entry.layer_info = layer.info
         layer_descs.append(layer.descriptor)
+        uploaded += not layer.reused
         LOG.info("%s %s layer: %s", "Already in the registry:" if layer.reused else "Streamed",
                  entry.kind, layer.descriptor.digest)
 
     config_bytes = kf.to_json()
     config = Descriptor(KIT_CONFIG, "sha256:" + hashlib.sha256(config_bytes).hexdigest(), len(config_bytes))
-    rc.push_blob(repo, config.digest, config.size, lambda: io.BytesIO(config_bytes))
+    uploaded += rc.push_blob(repo, config.digest, config.size, lambda: io.BytesIO(config_bytes))
     manifest_annotations = {ANNOTATION_CLI_VERSION: CLI_VERSION, ANNOTATION_CREATED: created_timestamp()}
     manifest_annotations.update(annotations or {})
     manifest = Manifest(config=config, layers=layer_descs, annotations=manifest_annotations,
@@ -175,9 +177,11 @@ def stream_pack(
         record_local(kit, describe(ref.registry, ref.repository, manifest_desc, manifest, kf, []), provenance)
     held = {tag: kit._refuse_to_move(rc, ref, tag, digest) if immutable  # noqa: SLF001
             else rc.manifest_digest(repo, tag) == digest for tag in tags}
-    if not any(held.values()) and rc.manifest_digest(repo, digest) is None:
+    present = any(held.values()) or rc.manifest_digest(repo, digest) is not None
+    if not present:
         _put_manifest(rc, repo, digest, data, [config, *layer_descs])
-    for tag in [t for t in tags if not held[t]]:
+    to_tag = [t for t in tags if not held[t]]
+    for tag in to_tag:
         ours_already = immutable and kit._refuse_to_move(rc, ref, tag, digest)  # noqa: SLF001 - again, just before
         _put_manifest(rc, repo, tag, data, [config, *layer_descs])
         if immutable and not ours_already:
@@ -187,7 +191,7 @@ def stream_pack(
         from .lineage import push_records
 
         push_records(kit, manifest_desc, ref)
-    return desc
+    return PushResult(desc, new_to_repository=not present, moved_tags=tuple(to_tag), blobs_uploaded=uploaded)
 
 
 def _media(entry: LayerEntry, options: PackOptions) -> LayerMediaType:

@@ -94,6 +94,7 @@ def test_cli_round_trip_s3_registry_s3_is_byte_identical(s3: Any, registry: Any,
     # --if-changed: the first run records its inputs fingerprint (same content: same digest), the next skips
     first = _ok(_cli(tmp_path / "if-home", *pack, "--if-changed"))
     assert "Model pushed: " + desc.digest in first.stderr
+    assert not LocalStore(tmp_path / "if-home").has_blob(desc.layer("dataset").digest)  # streamed as well
     again = _ok(_cli(tmp_path / "other-home", *pack, "--if-changed"))
     assert "Unchanged" in again.stderr and "Model pushed" not in again.stderr
 

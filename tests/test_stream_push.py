@@ -312,3 +312,21 @@ def test_streamed_pack_honours_immutable_tags_and_same_content_keeps_its_digest(
         KitOpsClient(store=LocalStore(tmp_path / "h3"), plain_http=True, immutable_tags=True).pack(
             _ctx(tmp_path / "c3"), reference=ref, sources=SOURCES, push=True)
     assert RegistryClient(registry.host, plain_http=True).manifest_digest("stream/immutable", "v1") == first.digest
+
+
+def test_pack_and_push_streams_and_reports_what_the_push_changed(s3: Any, registry: Any, tmp_path: Path) -> None:
+    from kitops_flows.idempotent import pack_and_push
+
+    c = s3.client()
+    _bucket(c, "stream-src", _objects(4))
+    ref = f"{registry.host}/stream/outcome:nightly"
+    kit = KitOpsClient(store=LocalStore(tmp_path / "h1"), plain_http=True)
+    first = pack_and_push(kit, _ctx(tmp_path / "c1"), reference=ref, sources=SOURCES, push=True)
+    assert first.packed and first.push is not None
+    assert first.push.new_to_repository and first.push.moved_tags == ("nightly",)
+    assert first.push.blobs_uploaded == 4  # model, two S3 layers, config
+    assert not any(kit.store.has_blob(l.digest) for l in first.descriptor.layers)  # no local copy
+    worker = KitOpsClient(store=LocalStore(tmp_path / "h2"), plain_http=True)  # a fresh worker, same inputs
+    again = pack_and_push(worker, _ctx(tmp_path / "c2"), reference=ref, sources=SOURCES, push=True)
+    assert again.descriptor.digest == first.descriptor.digest and again.push is not None
+    assert not again.push.changed and again.push.blobs_uploaded == 0

@@ -226,9 +226,11 @@ class RangedDownload:
             self.resumed = bool(done)
             if have > self.size:
                 self.dest.unlink()
+            # the part list first: a run killed right after the file grows must not take the
+            # preallocated zeros for a single-stream prefix (it then re-fetched the whole blob)
+            state.save(self._state_path)
             with open(self.dest, "ab") as f:  # keep a prefix; grow to the full size
                 _preallocate(f.fileno(), self.size)
-        state.save(self._state_path)
         done_bytes = sum(self._bounds(i)[1] - self._bounds(i)[0] + 1 for i in state.done)
         self._tracker.add(done_bytes)
         return state
