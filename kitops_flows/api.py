@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import lineage
 from .errors import KitopsError, NotFoundError, NotInLocalStoreError, RegistryError, TagExistsError
 from .filters import LayerFilter, parse_filter_list
 from .kitfile import Kitfile, is_modelkit_reference
 from .kitfile_args import KitfileArguments
-from .lineage import RunContext
+from .lazyimport import LazyModule
 from .manifest import ANNOTATION_CLI_VERSION, ManifestError
 from .mediatypes import OCI_MANIFEST
 from .modelkit import LayerSummary, ModelKitDescriptor, PushResult, describe
@@ -46,11 +45,13 @@ from .unpack import UnpackResult, unpack_layers
 from .worker_store import not_in_store
 
 if TYPE_CHECKING:
+    from .lineage import RunContext
     from .pack import LayerSource
     from .registry import RegistryClient  # imported when first used: it brings in requests
     from .signing import KeySpec, SigningKey, SignResult, Verification, VerifyKey
 
 LOG = logging.getLogger("kitops_flows")
+lineage = LazyModule("kitops_flows.lineage")  # provenance and records load on first use (`list` needs none)
 MAX_MODEL_REF_CHAIN = 10  # kit's MaxModelRefChain
 MANIFEST_BLOB_RETRIES = 3  # manifest PUTs answered "blob unknown" right after the blobs were pushed
 IMMUTABLE_TAG_SETTLE = 0.25  # seconds between writing an immutable tag and reading it back
@@ -717,3 +718,12 @@ __all__ = [
     "parse_reference",
     "source_fingerprints",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``RunContext`` is re-exported from ``lineage``, which loads on first use (``list`` never needs it)."""
+    if name == "RunContext":
+        from .lineage import RunContext
+
+        return RunContext
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

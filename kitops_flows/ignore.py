@@ -205,7 +205,13 @@ class IgnoreRules:
 
         Like kit, the path is first trimmed of surrounding whitespace and cleaned.
         """
-        path = relpath if _is_clean(relpath) else clean_path(go_trim_space(relpath))
+        return self.matches_clean(relpath if _is_clean(relpath) else clean_path(go_trim_space(relpath)))
+
+    def matches_clean(self, path: str) -> bool:
+        """:meth:`matches` for a path with no ``.``/``..`` components, ``//`` or outer ``/`` (what the layer
+        walk produces): only the whitespace trim is still checked, skipping the rest of the cleaning."""
+        if path and (path[0] in _GO_SPACE or path[-1] in _GO_SPACE):
+            path = clean_path(go_trim_space(path))
         matched = False
         for group in self._groups:
             # An inclusion cannot change an already-ignored path, nor an exclusion a kept one.

@@ -18,7 +18,7 @@ import os
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kitops_flows.errors import KitfileError
@@ -51,8 +51,42 @@ def s3_layer_path(kind: str, label: str, uri: str) -> str:
 
 
 @dataclass(frozen=True)
+class LayerArgument:
+    """One layer named by arguments: its kind, a local path or ``s3://`` URI, and optional Kitfile fields.
+
+    ``name`` is the Kitfile entry name (model, datasets; for code and docs only the label of an S3
+    prefix's folder); ``path`` the path inside the ModelKit of an ``s3://`` value (default: the rule
+    of ``s3_layer_path``); a local value's path is its place in the context directory.
+
+    >>> LayerArgument("dataset", "s3://b/churn/", name="train", description="raw rows").kind
+    'dataset'
+    """
+
+    kind: str
+    value: str
+    name: str = ""
+    path: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in S3_FOLDERS:
+            raise KitfileError(f"layer kind {self.kind!r} is not one of {', '.join(S3_FOLDERS)}")
+
+
+def _inside(path: str, what: str) -> str:
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or str(pure) in ("", "."):
+        raise KitfileError(f"{what}: path {path!r} must be a relative path inside the ModelKit, without '..'")
+    return str(pure)
+
+
+@dataclass(frozen=True)
 class KitfileArguments:
-    """The pieces of a ModelKit named by task/operator arguments (shared by every orchestrator plugin)."""
+    """The pieces of a ModelKit named by task/operator arguments (shared by every orchestrator plugin).
+
+    ``model``, ``datasets``, ``code`` and ``docs`` are the operators' plain arguments; ``layers``
+    adds entries with descriptions or explicit paths (Dagster's ``Layer``), after those.
+    """
 
     model: str | None = None
     datasets: Mapping[str, str] = field(default_factory=dict)
@@ -60,18 +94,26 @@ class KitfileArguments:
     docs: Sequence[str] = ()
     package: Mapping[str, Any] = field(default_factory=dict)
     model_name: str | None = None
+    layers: Sequence[LayerArgument] = ()
 
     @property
     def given(self) -> bool:
-        return bool(self.model or self.datasets or self.code or self.docs)
+        return bool(self.model or self.datasets or self.code or self.docs or self.layers)
+
+    def entries(self) -> list[LayerArgument]:
+        """Every layer in Kitfile order of the arguments: the plain ones first, then ``layers``."""
+        plain = [LayerArgument("model", self.model, name=self.model_name or "")] if self.model else []
+        plain += [LayerArgument("dataset", v, name=n) for n, v in self.datasets.items()]
+        plain += [LayerArgument("code", v) for v in self.code] + [LayerArgument("docs", v) for v in self.docs]
+        return plain + list(self.layers)
 
     def build(self, context_dir: str | Path | None) -> tuple[Path, Kitfile, dict[str, str]]:
         """``(context_dir, Kitfile, sources)`` ready for ``KitOpsClient.pack``."""
         unknown = sorted(set(self.package) - set(PACKAGE_FIELDS))
         if unknown:
             raise KitfileError(f"package has unknown fields {unknown}: use {', '.join(PACKAGE_FIELDS)}")
-        local = [p for p in [self.model, *self.datasets.values(), *self.code, *self.docs] if p and not _is_s3(p)]
-        context = self._context(context_dir, local)
+        entries = self.entries()
+        context = self._context(context_dir, [e.value for e in entries if not _is_s3(e.value)])
         sources: dict[str, str] = {}
 
         def rel(value: str, what: str) -> str:
@@ -91,22 +133,27 @@ class KitfileArguments:
         package = dict(self.package)
         package["authors"] = list(package.get("authors") or [])
         kf = Kitfile(manifest_version="1.0.0", package=Package(**package))
-        if self.model:
-            name = self.model_name or package.get("name") or "model"
-            if _is_s3(self.model):
-                path = s3_layer_path("model", name, self.model)
-                sources[path] = self.model
+        for entry in entries:
+            name = entry.name or (package.get("name") or entry.kind if entry.kind in ("model", "dataset") else "")
+            what = f"dataset {name}" if entry.kind == "dataset" else entry.kind
+            if _is_s3(entry.value):
+                path = _inside(entry.path, what) if entry.path else s3_layer_path(entry.kind, name or "s3", entry.value)
+                sources[name if entry.kind == "dataset" else path] = entry.value
             else:
-                path = rel(self.model, "model")
-            kf.model = Model(name=name, path=path)
-        for name, value in self.datasets.items():
-            if _is_s3(value):
-                kf.datasets.append(DatasetEntry(name=name, path=s3_layer_path("dataset", name, value)))
-                sources[name] = value
+                path = rel(entry.value, what)
+                if entry.path and _inside(entry.path, what) != path:
+                    raise KitfileError(f"{what}: path {entry.path!r} given for local {entry.value}, which is at "
+                                       f"{path!r} in the context directory; move it there or leave path empty")
+            if entry.kind == "model":
+                if kf.model is not None:
+                    raise KitfileError("a ModelKit holds one model layer; make the others datasets, code or docs")
+                kf.model = Model(name=name, path=path, description=entry.description)
+            elif entry.kind == "dataset":
+                kf.datasets.append(DatasetEntry(name=name, path=path, description=entry.description))
+            elif entry.kind == "code":
+                kf.code.append(CodeEntry(path=path, description=entry.description))
             else:
-                kf.datasets.append(DatasetEntry(name=name, path=rel(value, f"dataset {name}")))
-        kf.code = [CodeEntry(path=rel(p, "code")) for p in self.code]
-        kf.docs = [DocsEntry(path=rel(p, "docs")) for p in self.docs]
+                kf.docs.append(DocsEntry(path=path, description=entry.description))
         return context, kf, sources
 
     @staticmethod
@@ -122,4 +169,4 @@ class KitfileArguments:
         return common.parent if common.as_posix() in absolute or common.is_file() else common
 
 
-__all__ = ["S3_FOLDERS", "KitfileArguments", "s3_layer_path"]
+__all__ = ["S3_FOLDERS", "KitfileArguments", "LayerArgument", "s3_layer_path"]

@@ -259,9 +259,13 @@ class KitPackOperator(KitOpsBaseOperator):
         self.previous = previous
         self.sign = sign
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        args = KitfileArguments(model=self.model, datasets=self.datasets, code=self.code, docs=self.docs,
+    def kitfile_arguments(self) -> KitfileArguments:
+        """The operator's model/datasets/code/docs/package arguments, as the core's one Kitfile path takes them."""
+        return KitfileArguments(model=self.model, datasets=self.datasets, code=self.code, docs=self.docs,
                                 package=self.package)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        args = self.kitfile_arguments()
         sources = dict(self.sources)
         kitfile: Any = self.kitfile
         if args.given:

@@ -77,7 +77,8 @@ class ModelKitSensor(KitOpsHookMixin, BaseSensorOperator):
             return self._trusted(found)
         self.defer(
             trigger=ModelKitTrigger(reference, previous_digest=self._previous(), kitops_conn_id=self.kitops_conn_id,
-                                    kitops_home=self.kitops_home or None, poke_interval=self.poke_interval,
+                                    kitops_home=str(self.client.store.home),  # this task's store, template filled
+                                    poke_interval=self.poke_interval,
                                     timeout=float(self.timeout)),  # the trigger gives up when the sensor would
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

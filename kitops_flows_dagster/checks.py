@@ -9,6 +9,7 @@ whether the pinned digest still exists::
 """
 
 # No `from __future__ import annotations`: Dagster inspects the real annotation of `context`.
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from dagster import (
     AssetsDefinition,
     MetadataValue,
     PartitionsDefinition,
+    PreviewWarning,
     asset_check,
 )
 
@@ -47,9 +49,6 @@ def modelkit_digest_check(
     if partitions_def is None and isinstance(asset, AssetsDefinition):
         partitions_def = asset.partitions_def
 
-    @asset_check(asset=key, name=name, required_resource_keys={resource_key}, blocking=blocking,
-                 partitions_def=partitions_def,
-                 description="The recorded ModelKit digest still exists and its tags still point at it.")
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         kitops: KitRegistryResource = getattr(context.resources, resource_key)
         partition = context.partition_key if context.has_partition_key else None
@@ -77,7 +76,12 @@ def modelkit_digest_check(
         return AssetCheckResult(passed=not problems, metadata=meta,
                                 description="; ".join(problems) or f"{desc.reference} resolves to {desc.digest}")
 
-    return _check
+    with warnings.catch_warnings():  # a partitioned check is a Dagster preview (1.13): say it once here, not per load
+        warnings.simplefilter("ignore", PreviewWarning)
+        return asset_check(asset=key, name=name, required_resource_keys={resource_key}, blocking=blocking,
+                           partitions_def=partitions_def,
+                           description="The recorded ModelKit digest still exists and its tags still point at it.",
+                           )(_check)
 
 
 def _recorded(context: AssetCheckExecutionContext, key: AssetKey, partition: str | None) -> Any:

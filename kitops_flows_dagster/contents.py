@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kitops_flows.errors import PackError
-from kitops_flows.kitfile_args import s3_layer_path
+from kitops_flows.errors import KitfileError, PackError
+from kitops_flows.kitfile_args import KitfileArguments, LayerArgument, s3_layer_path
 
 from .serializers import get_serializer
 
@@ -76,7 +76,7 @@ class ModelKitContents:
 
 @dataclass(frozen=True)
 class StagedPack:
-    """A pack context ready for ``KitOpsClient.pack``."""
+    """A pack context ready for ``KitOpsClient.pack``: its directory, Kitfile, S3 sources and annotations."""
 
     context_dir: Path
     kitfile: Path
@@ -125,21 +125,21 @@ def _place(source: Path, target: Path, what: str) -> None:
 
 def stage(contents: ModelKitContents, workdir: Path, *, default_name: str, default_serializer: str,
           what: str) -> StagedPack:
-    """Lay out ``contents`` under ``workdir``: ``context/`` with each layer's files and a JSON Kitfile.
+    """Lay out ``contents`` under ``workdir/context/`` and build its Kitfile with the core's ``KitfileArguments``.
 
-    JSON is valid YAML 1.2, so the Kitfile is written with ``json`` and parsed strictly by the core.
+    Files and serialised objects are placed at their layer paths; ``s3://`` sources stay URIs. The
+    Kitfile comes from the same arguments path as Airflow's and Prefect's, so the same layers give
+    the same Kitfile in every plugin.
     """
     context = workdir / "context"
     context.mkdir(parents=True)
-    kitfile: dict[str, Any] = {"manifestVersion": "1.0.0"}
     package = {k: v for k, v in (("name", contents.name or default_name), ("version", contents.version),
                                  ("description", contents.description), ("authors", list(contents.authors)),
                                  ("license", contents.license)) if v}
-    if package:
-        kitfile["package"] = package
-    sources: dict[str, str] = {}
+    arguments: list[LayerArgument] = []
     serialized: dict[str, str] = {}
     seen: set[str] = set()
+    models = 0
     for layer in contents.layers:
         spec = layer.serializer or default_serializer
         plain = isinstance(layer.source, os.PathLike) or _is_s3(layer.source)
@@ -149,31 +149,32 @@ def stage(contents: ModelKitContents, workdir: Path, *, default_name: str, defau
         if path in seen:
             raise PackError(f"{what}: two layers use the path {path!r}; give one of them another Layer(path=...)")
         seen.add(path)
-        entry = {k: v for k, v in (("name", layer.name or (default_name if layer.kind in ("model", "dataset") else "")),
-                                   ("path", path), ("description", layer.description)) if v}
-        if layer.kind in ("code", "docs"):
-            entry.pop("name", None)  # kit's code and docs entries have no name
+        models += layer.kind == "model"
+        if models > 1:
+            raise PackError(f"{what}: a ModelKit holds one model layer; make the others datasets, code or docs")
         if _is_s3(layer.source):
-            sources[entry.get("name") or path] = layer.source
+            value = layer.source
         elif serializer is not None:
             (context / path).parent.mkdir(parents=True, exist_ok=True)
             serializer.dump(layer.source, context / path)
             serialized[path] = spec
+            value = str(context / path)
         else:
             _place(Path(layer.source), context / path, what)
             if layer.serializer:
                 serialized[path] = layer.serializer
-        if layer.kind == "model":
-            if "model" in kitfile:
-                raise PackError(f"{what}: a ModelKit holds one model layer; make the others datasets, code or docs")
-            kitfile["model"] = entry
-        else:
-            kitfile.setdefault({"dataset": "datasets", "code": "code", "docs": "docs"}[layer.kind], []).append(entry)
+            value = str(context / path)
+        arguments.append(LayerArgument(layer.kind, value, name=layer.name or default_name, path=path,
+                                       description=layer.description))
+    try:
+        _, kitfile, sources = KitfileArguments(layers=arguments, package=package).build(context)
+    except KitfileError as e:
+        raise PackError(f"{what}: {e}") from e
     annotations = dict(contents.annotations)
     if serialized:
         annotations[ANNOTATION_SERIALIZERS] = json.dumps(serialized, sort_keys=True, separators=(",", ":"))
     kitfile_path = workdir / "Kitfile"
-    kitfile_path.write_text(json.dumps(kitfile, indent=2) + "\n", encoding="utf-8")
+    kitfile_path.write_text(kitfile.to_yaml(), encoding="utf-8")
     return StagedPack(context, kitfile_path, sources, annotations)
 
 

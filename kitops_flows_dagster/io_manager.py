@@ -26,7 +26,8 @@ materialisation (of the same partition) is pulled, never a moving tag. Per input
 
 Only the selected layers (kit filter syntax: ``model``, ``datasets:train``, ``code``) are fetched,
 through the local blob cache, and extracted once per ModelKit digest and selection under
-``unpack_dir``; treat those files as read-only. ``load`` says what the asset receives: ``value``
+``unpack_dir``; treat those files as read-only. Small serialised values (at most
+``memory_load_bytes``, a serializer with ``loads``) are read verified into memory instead. ``load`` says what the asset receives: ``value``
 (default: one layer as its ``Path`` or deserialised object, several as ``{name or path: value}``),
 ``path`` (files only, nothing unpickled), ``layers`` (``Layer`` objects to re-pack) or
 ``descriptor`` (the ModelKitDescriptor, no layer pulled; also chosen by annotating the input
@@ -67,6 +68,8 @@ from kitops_flows.api import KitOpsClient, ModelKitDescriptor
 from kitops_flows.errors import KitopsError, NotFoundError
 from kitops_flows.idempotent import pack_and_push
 from kitops_flows.lineage import graph
+from kitops_flows.manifest import PlannedLayer
+from kitops_flows.unpack_memory import SMALL_LAYERS_BYTES, read_small_layers
 
 from .contents import Layer, ModelKitContents, serializers_of, stage
 from .metadata import descriptor_from_metadata, lineage_markdown, modelkit_metadata, run_context
@@ -101,6 +104,9 @@ class ModelKitIOManager(ConfigurableIOManager):
     unpartitioned_tag_template: str = Field(default="{run_id}", description="Tag for unpartitioned assets.")
     serializer: str = Field(default="pickle", description="pickle, json, text or 'module:Name' for Python objects.")
     unpack_dir: str | None = Field(default=None, description="Extraction cache; default <kitops_home>/dagster.")
+    memory_load_bytes: int = Field(default=SMALL_LAYERS_BYTES, description=(
+        "Serialised values whose layers total at most this many bytes are read (verified) into memory "
+        "instead of unpack_dir; 0: always unpack."))
     lineage_depth: int = Field(default=2, description="ModelKit hops in the lineage graph metadata (0: none).")
     sign: bool = Field(default=False, description="Sign pushed outputs with the resource's signing_key.")
 
@@ -222,11 +228,15 @@ class ModelKitIOManager(ConfigurableIOManager):
             raise KitopsError(f"{what}: metadata 'kitops' load={mode!r} is not one of {', '.join(LOAD_MODES)}")
         if mode == "descriptor":
             return desc, desc
+        serializers = serializers_of(desc.annotations)
+        if mode == "value" and serializers and not (self._cache_dir(client, desc, filters) / "layers.json").exists():
+            small = self._in_memory(client, desc, filters, serializers, what)
+            if small is not None:
+                return small, desc
         selected, root = self._unpacked(client, desc, filters, what)
         if not selected:
             available = ", ".join(f"{l.kind}:{l.name or l.path}" for l in desc.layers)
             raise NotFoundError(f"{what}: layers {filters} select nothing in {desc.pinned} (it has {available})")
-        serializers = serializers_of(desc.annotations)
         if mode == "layers":
             return tuple(Layer(_LAYER_KIND.get(kind, "code"), root / path, name=name, path=path,
                                serializer=serializers.get(path)) for kind, name, path in selected), desc
@@ -279,12 +289,34 @@ class ModelKitIOManager(ConfigurableIOManager):
                          f"{tag} = {digest}")
         return client.resolve(self.kitops.reference_for(key.path, digest))
 
+    def _in_memory(self, client: KitOpsClient, desc: ModelKitDescriptor, filters: Sequence[str],
+                   serializers: Mapping[str, str], what: str) -> Any:
+        """Small serialised values, read verified into memory (no directory); None: unpack them instead."""
+
+        def readable(planned: Sequence[PlannedLayer]) -> bool:  # each one file a bytes-capable serializer wrote
+            return all(p.entry.path in serializers and hasattr(get_serializer(serializers[p.entry.path]), "loads")
+                       for p in planned)
+
+        try:
+            read = read_small_layers(client, desc.pinned, filters, max_bytes=self.memory_load_bytes, accept=readable)
+        except KitopsError as e:
+            raise type(e)(f"{what}: could not load {desc.pinned}: {e}") from e
+        if read is None or any(read.file_of(p) is None for p in read.layers):
+            return None
+        values = {p.entry.name or p.entry.path: get_serializer(serializers[p.entry.path]).loads(read.file_of(p))
+                  for p in read.layers}
+        return next(iter(values.values())) if len(values) == 1 else values
+
+    def _cache_dir(self, client: KitOpsClient, desc: ModelKitDescriptor, filters: Sequence[str]) -> Path:
+        """Where the selection ``filters`` of ``desc`` is extracted (once per digest and selection)."""
+        base = Path(self.unpack_dir).expanduser() if self.unpack_dir else client.store.home / "dagster" / "unpacked"
+        selection = hashlib.sha256(json.dumps(sorted(filters)).encode()).hexdigest()[:16]
+        return base / desc.digest.replace(":", "-") / selection
+
     def _unpacked(self, client: KitOpsClient, desc: ModelKitDescriptor, filters: Sequence[str],
                   what: str) -> tuple[list[tuple[str, str, str]], Path]:
         """Extract the selection once per (digest, filters); return its layers (kind, name, path) and root."""
-        base = Path(self.unpack_dir).expanduser() if self.unpack_dir else client.store.home / "dagster" / "unpacked"
-        selection = hashlib.sha256(json.dumps(sorted(filters)).encode()).hexdigest()[:16]
-        final = base / desc.digest.replace(":", "-") / selection
+        final = self._cache_dir(client, desc, filters)
         index = final / "layers.json"
         if not index.exists():
             final.parent.mkdir(parents=True, exist_ok=True)

@@ -20,12 +20,13 @@ never logged nor written into metadata, and ``repr`` of the credentials hides it
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from kitops_flows.api import KitOpsClient, ModelKitDescriptor, UnpackResult
 from kitops_flows.aws import S3ClientFactory
@@ -33,6 +34,7 @@ from kitops_flows.errors import KitopsError
 from kitops_flows.lineage import StageEvent, promote
 from kitops_flows.settings import RegistrySettings
 from kitops_flows.signing import SigningKey, load_private_key
+from kitops_flows.worker_store import EPHEMERAL, render_kitops_home
 
 from .naming import join_reference, repository_for
 
@@ -65,6 +67,7 @@ class KitRegistryResource(ConfigurableResource):
         description="dagster-aws S3Resource whose credentials/endpoint read and write s3:// data; None = boto3's "
         "default chain.",
     )
+    _ephemeral_homes: dict = PrivateAttr(default_factory=dict)  # (pid, step key) -> throwaway store
 
     def get_client(self, **step_fields: object) -> KitOpsClient:
         """A new client for this registry; cheap, and holds no state shared between runs.
@@ -79,7 +82,14 @@ class KitRegistryResource(ConfigurableResource):
                 "vars or the docker config)"
             )
         fields = {**_current_step_fields(), **step_fields} if self.kitops_home else {}
-        return self.settings().client(s3_session=self._s3_factory(), **fields)
+        home = None
+        if (self.kitops_home or "").strip() == EPHEMERAL:
+            # one throwaway store per step (and process), so pack() then push() in an asset body share it
+            key = (os.getpid(), str(fields.get("step_key") or ""))
+            if key not in self._ephemeral_homes:
+                self._ephemeral_homes[key] = render_kitops_home(EPHEMERAL)
+            home = self._ephemeral_homes[key]
+        return self.settings().client(kitops_home=home, s3_session=self._s3_factory(), **fields)
 
     def settings(self) -> RegistrySettings:
         """The resource as the core's registry settings (``registry`` may be written ``http://host:port``)."""

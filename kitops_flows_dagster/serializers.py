@@ -13,6 +13,9 @@ object (or a class, instantiated with no arguments) with ``name``, ``extension``
 
     ModelKitIOManager(kitops=..., serializer="my_project.io:ParquetSerializer")
 
+A serializer may also have ``loads(data: bytes)``: the built-ins do, and the IO manager then reads
+a small value's layer (verified) into memory instead of unpacking it to a directory.
+
 Security: unpickling runs code chosen by whoever wrote the pickle. A digest proves the bytes
 are the ones that were pushed, not who pushed them. Load pickles only from registries whose
 writers you trust; otherwise return a file path (a model file, a CSV) or use ``json``.
@@ -21,6 +24,7 @@ writers you trust; otherwise return a file path (a model file, a CSV) or use ``j
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import pickle
 from pathlib import Path
@@ -55,6 +59,10 @@ class PickleSerializer:
         with open(path, "rb") as f:
             return pickle.load(f)  # noqa: S301 - see the module docstring's security note
 
+    def loads(self, data: bytes) -> Any:
+        """The object from bytes read into memory (a small layer, see ``kitops_flows.unpack_memory``)."""
+        return pickle.loads(data)  # noqa: S301 - see the module docstring's security note
+
 
 class JsonSerializer:
     """JSON-safe values (dicts, lists, numbers, strings); sorted keys so equal values give equal bytes."""
@@ -70,6 +78,9 @@ class JsonSerializer:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
 
+    def loads(self, data: bytes) -> Any:
+        return json.load(_text(data))
+
 
 class TextSerializer:
     """A ``str``, written as UTF-8."""
@@ -84,6 +95,14 @@ class TextSerializer:
 
     def load(self, path: Path) -> Any:
         return path.read_text(encoding="utf-8")
+
+    def loads(self, data: bytes) -> Any:
+        return _text(data).read()
+
+
+def _text(data: bytes) -> io.TextIOWrapper:
+    """Bytes read as the text file ``load`` opens would read them (UTF-8, universal newlines)."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
 
 
 BUILTIN: dict[str, type] = {"pickle": PickleSerializer, "json": JsonSerializer, "text": TextSerializer}

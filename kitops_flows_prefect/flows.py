@@ -26,6 +26,8 @@ from prefect import Flow, flow
 
 from kitops_flows.api import ModelKitDescriptor
 from kitops_flows.errors import KitopsError
+from kitops_flows.kitfile import Kitfile
+from kitops_flows.kitfile_args import KitfileArguments
 
 from .blocks import KitOpsRegistry
 from .tasks import pack_modelkit
@@ -38,7 +40,8 @@ class ModelKitSpec:
     """What to pack, as returned by a ``@modelkit_flow`` function.
 
     ``reference`` (full, or ``":tag"`` for the block's default repository) overrides the
-    decorator's; ``sources`` maps Kitfile entries to ``s3://`` URIs streamed into their layers.
+    decorator's; ``sources`` maps Kitfile entries to ``s3://`` URIs streamed into their layers;
+    ``from_arguments`` builds the Kitfile from model/datasets/code/docs as Airflow and Dagster do.
     """
 
     context_dir: str | Path
@@ -46,7 +49,20 @@ class ModelKitSpec:
     sources: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     parents: Sequence[str] = ()
-    kitfile: str | Path | None = None
+    kitfile: str | Path | Kitfile | None = None
+
+    @classmethod
+    def from_arguments(cls, arguments: KitfileArguments, context_dir: str | Path | None = None,
+                       **fields: Any) -> ModelKitSpec:
+        """A spec whose Kitfile comes from model/datasets/code/docs arguments (the core's one path).
+
+        >>> ModelKitSpec.from_arguments(KitfileArguments(datasets={"train": "s3://b/churn/train.csv"}),
+        ...                             "/job").kitfile.datasets[0].path
+        'data/train.csv'
+        """
+        context, kitfile, sources = arguments.build(context_dir)
+        extra = dict(fields.pop("sources", None) or {})
+        return cls(context, kitfile=kitfile, sources={**extra, **sources}, **fields)
 
 
 @overload

@@ -51,6 +51,7 @@ from kitops_flows.errors import (
     UnpackError,
 )
 from kitops_flows.idempotent import pack_and_push, promote_unless_there, push_unless_there
+from kitops_flows.kitfile import Kitfile
 from kitops_flows.lineage import StageEvent
 from kitops_flows.signing import SignatureError, SigningKeyError
 
@@ -185,7 +186,7 @@ def pack_modelkit(
     reference: str | None = None,
     *,
     registry: KitOpsRegistry | str | None = None,
-    kitfile: str | Path | None = None,
+    kitfile: str | Path | Kitfile | None = None,
     sources: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     parents: Sequence[str] = (),

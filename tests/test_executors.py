@@ -65,15 +65,20 @@ def test_dagster_multiprocess_steps_use_their_own_stores_and_the_s3_resource(
         result = dg.execute_job(dg.reconstructable(kitops_job), instance=instance)
         assert result.success, [e.message for e in result.all_events if e.is_failure]
         mats = {e.asset_key.path[-1]: e.materialization for e in result.get_asset_materialization_events()}
+        assert [c.passed for c in result.get_asset_check_evaluations()] == [True]  # checked from its own store
     pids = {name: mats[name].metadata["pid"].value for name in ("dataset", "model")}
     assert len({*pids.values(), os.getpid()}) == 3, pids  # two step processes, neither is pytest
 
     # one store per step, each holding only what that step packed or loaded
     dirs = _store_dirs(stores)
-    assert set(dirs) == {"exec17__dataset", "exec17__model"}, sorted(dirs)
+    assert set(dirs) >= {"exec17__dataset", "exec17__model"}, sorted(dirs)
     dataset_pinned = mats["dataset"].metadata["pinned"].value
     model_pinned = mats["model"].metadata["pinned"].value
-    assert [e.repo_path for e in LocalStore(dirs["exec17__dataset"]).list_entries()] == [dataset_pinned.split("@")[0]]
+    entries = {n: {e.repo_path for e in LocalStore(p).list_entries()} for n, p in dirs.items()}
+    # the model step's store holds its own ModelKit (the dataset came in as cached layers, untagged);
+    # the dataset step's store never sees the model (its S3 layer may even stream straight to the registry)
+    assert entries["exec17__model"] == {model_pinned.split("@")[0]}, entries
+    assert model_pinned.split("@")[0] not in entries["exec17__dataset"], entries
     model_store = KitOpsClient(store=LocalStore(dirs["exec17__model"]))
     assert model_store.describe(model_pinned).digest == model_pinned.split("@")[1]
 
@@ -107,7 +112,9 @@ def test_prefect_dask_workers_use_their_own_stores_and_the_aws_credentials_block
 
     assert len(set(out["pids"]) - {os.getpid()}) == 2, out["pids"]  # tasks ran in two worker processes
     dirs = _store_dirs(stores)
-    assert len(dirs) == 3 and all(n.startswith(("pack-modelkit", "pull-modelkit-layer")) for n in dirs), sorted(dirs)
+    assert sorted(n.rsplit("-", 1)[0] for n in dirs if not n.startswith("promote-modelkit")) == [
+        "pack-modelkit", "pack-modelkit", "pull-modelkit-layer"], sorted(dirs)  # one store per task run
+    assert out["promoted"] == out["pinned"].split("@")[1]  # promoted from a store that never saw the ModelKit
     # the S3 object (read with the block's credentials) went through the registry to the puller's own store
     assert json.loads(Path(out["pulled"][0]).read_text()) == [1, 2, 3, 6]
     puller = next(p for n, p in dirs.items() if n.startswith("pull-modelkit-layer"))
@@ -235,14 +242,17 @@ def test_airflow_local_executor_tasks_use_their_own_stores_xcom_keys_and_the_aws
         states = {ti["task_id"]: ti["state"] for ti in tis}
         logs = {p.parent.name.removeprefix("task_id="): p.read_text() for p in (af.home / "logs").rglob("attempt=1.log")}
         assert states == {"pack_push": "success", "unpack": "success", "pack_local": "success",
-                          "pack_no_connection": "success", "push_elsewhere": "failed"}, (states, _errors(logs))
+                          "pack_no_connection": "success", "promote": "success", "push_elsewhere": "failed"}, (
+            states, _errors(logs))
+        promoted = af.api("GET", f"/dags/kitops_live/dagRuns/{run_id}/taskInstances/promote/xcomEntries/digest")
         pinned = af.api("GET", f"/dags/kitops_live/dagRuns/{run_id}/taskInstances/pack_push/xcomEntries/pinned")
 
     # pack.output["pinned"] is an XCom of its own; unpack pulled it into its own store from the registry
     assert pinned["value"].startswith(f"{registry.host}/exec17/airflow@sha256:")
+    assert promoted["value"] == pinned["value"].split("@")[1]  # staging moved from a store that never had it
     [train] = dest.rglob("train.json")  # the S3 object, read with the connection's credentials
     assert json.loads(train.read_text()) == [1, 2, 3, 6]
-    assert set(_store_dirs(stores)) == {"pack_push", "unpack", "pack_local", "pack_no_connection"}  # one per task
+    assert set(_store_dirs(stores)) - {"promote"} == {"pack_push", "unpack", "pack_local", "pack_no_connection"}
     # the unpushed ModelKit is only in pack_local's store: push_elsewhere's (empty) store is named, with the fix
     error = "\n".join(_errors(logs)["push_elsewhere"])
     assert "not in this task's local store" in error and str(stores / "push_elsewhere") in error

@@ -30,6 +30,7 @@ from kitops_flows.kitfile import (
     PromptEntry,
 )
 from kitops_flows.reference import parse_reference
+from kitops_flows.yaml12 import dump, loads
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -45,10 +46,14 @@ _int64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 # Config blobs are read as Go reads JSON (numbers are float64), so only ints a float64 holds exactly
 # keep their bytes through from_json -> to_json; kit behaves the same.
 _int53 = st.integers(min_value=-(1 << 53), max_value=1 << 53)
+# yaml.v3 writes -0.0 as `-0`, which it (and we) read back as the int 0, so a second dump says `0`:
+# Go's own round trip is not a fixed point there (test_negative_zero_is_written_as_go_writes_it), so
+# the generated floats leave it out (x + 0.0 turns -0.0 into 0.0 and keeps every other value).
+_float = st.floats(allow_nan=False, allow_infinity=False).map(lambda x: x + 0.0)
 
 
 def _params_of(integers: st.SearchStrategy[int]) -> st.SearchStrategy[object]:
-    scalar = st.one_of(st.none(), st.booleans(), integers, st.floats(allow_nan=False, allow_infinity=False), _text)
+    scalar = st.one_of(st.none(), st.booleans(), integers, _float, _text)
     return st.recursive(
         scalar,
         lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_text, inner, max_size=4)),
@@ -56,7 +61,7 @@ def _params_of(integers: st.SearchStrategy[int]) -> st.SearchStrategy[object]:
     )
 
 
-_scalar = st.one_of(st.none(), st.booleans(), _int64, st.floats(allow_nan=False, allow_infinity=False), _text)
+_scalar = st.one_of(st.none(), st.booleans(), _int64, _float, _text)
 _digest = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64).map(lambda h: "sha256:" + h)
 _layer_info = st.one_of(st.none(), st.builds(LayerInfo, digest=_digest, diff_id=_digest))
 
@@ -262,3 +267,10 @@ def test_mutated_references_fail_only_with_reference_error(host: str, repo: str,
 def test_bad_references_are_named_in_the_error(text: str, message: str) -> None:
     with pytest.raises(ReferenceFormatError, match=message):
         parse_reference(text)
+
+
+def test_negative_zero_is_written_as_go_writes_it() -> None:
+    """yaml.v3: FormatFloat(-0.0, 'g') is `-0`, and the plain scalar `-0` resolves to the int 0."""
+    assert dump({"p": -0.0}) == "p: -0\n"
+    again = loads(dump({"p": -0.0}))
+    assert again == {"p": 0} and type(again["p"]) is int

@@ -5,6 +5,7 @@ ModelPacks built by hand from the spec (with and without the Kitfile annotation,
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -89,6 +90,12 @@ def test_modelpack_refusals(tmp_path: Path) -> None:
     assert kit.list() == [], "nothing half-written"
 
 
+def _saved(stderr: str) -> str:
+    """The digest of pack's one ``Model saved: <digest>`` line."""
+    [digest] = re.findall(r"^Model saved: (sha256:[0-9a-f]{64})$", stderr, re.MULTILINE)
+    return digest
+
+
 def test_an_unchanged_modelpack_repack_is_the_same_modelkit(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """createdAt is pack time (as kit writes it), but the identity rule holds: same content, same ModelKit."""
@@ -97,7 +104,7 @@ def test_an_unchanged_modelpack_repack_is_the_same_modelkit(tmp_path: Path, caps
     digests = []
     for _ in range(2):
         assert main(["--config", home, "pack", str(ctx), "-t", "team/mp:nightly", "--use-model-pack"]) == 0
-        digests.append(capsys.readouterr().err.split("Model saved: ")[-1].strip())
+        digests.append(_saved(capsys.readouterr().err))
         time.sleep(1.1)  # createdAt would differ by a second
     assert digests[0] == digests[1]
     store = LocalStore(home)
@@ -107,7 +114,7 @@ def test_an_unchanged_modelpack_repack_is_the_same_modelkit(tmp_path: Path, caps
     assert [e.descriptor.digest for e in store.list_entries("localhost/team/mp")] == [digests[0]]
     (ctx / "data/train.csv").write_bytes(b"a,b\n1,3\n")  # one changed byte
     assert main(["--config", home, "pack", str(ctx), "-t", "team/mp:nightly", "--use-model-pack"]) == 0
-    assert capsys.readouterr().err.split("Model saved: ")[-1].strip() != digests[0]
+    assert _saved(capsys.readouterr().err) != digests[0]
 
 
 def test_an_unchanged_modelpack_repack_on_an_empty_worker_reuses_the_registrys(registry, tmp_path: Path,  # noqa: ANN001

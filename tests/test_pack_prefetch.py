@@ -101,3 +101,10 @@ def test_a_failing_sink_stops_the_read_ahead_thread(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="No space"):
         write_tar_layer(tmp_path, "data", [], IgnoreRules.from_patterns([]), Full(), print)  # type: ignore[arg-type]
     assert not [t for t in threading.enumerate() if t.name == "layer-prefetch"]
+
+
+@pytest.mark.parametrize("path", ["data/a.txt", "data/a.txt ", " data/a.txt", "data/ b", "models/x.bin",
+                                  "Kitfile", ".kitignore", "data/sub/.git", "data/..x", "logs/run1/out.log"])
+def test_walk_fast_ignore_check_agrees_with_the_full_one(path: str) -> None:
+    rules = IgnoreRules.from_patterns(["*.txt", "models/", "logs/**/*.log", "!logs/keep.log", "data/sub"])
+    assert rules.matches_clean(path) == rules.matches(path)

@@ -9,7 +9,12 @@ on another store, fails naming the cause. Every task has the store ``<stores>/{t
 import pendulum
 from airflow.sdk import DAG
 
-from kitops_flows_airflow.operators import KitPackOperator, KitPushOperator, KitUnpackOperator
+from kitops_flows_airflow.operators import (
+    KitPackOperator,
+    KitPromoteOperator,
+    KitPushOperator,
+    KitUnpackOperator,
+)
 
 SETTINGS = {"stores": "", "s3_uri": "", "dest": "", "ctx": ""}  # replaced by the test when it writes the DAG file
 HOME = SETTINGS["stores"] + "/{task_id}"
@@ -27,5 +32,6 @@ with DAG("kitops_live", schedule=None, start_date=pendulum.datetime(2026, 1, 1, 
     KitPackOperator(task_id="pack_no_connection", context_dir=SETTINGS["ctx"] + "/local",
                     datasets={"train": SETTINGS["s3_uri"]}, reference="local/churn:v1", aws_conn_id="aws_live",
                     kitops_home=HOME, retries=0)
-    pack >> unpack
+    promote = KitPromoteOperator(task_id="promote", reference=pack.output["pinned"], stage="staging", **COMMON)
+    pack >> [unpack, promote]
     local >> push

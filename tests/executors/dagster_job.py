@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from kitops_flows_dagster import KitRegistryResource, Layer, ModelKitIOManager
+from kitops_flows_dagster import KitRegistryResource, Layer, ModelKitIOManager, modelkit_digest_check
 
 
 @dg.asset(key_prefix=["exec17"])
@@ -40,7 +40,7 @@ def kitops_job() -> dg.JobDefinition:
                       aws_secret_access_key=os.environ["KITOPS_TEST_S3_SECRET"]),
     )
     defs = dg.Definitions(
-        assets=[dataset, model],
+        assets=[dataset, model], asset_checks=[modelkit_digest_check(dataset)],  # a step of its own, too
         jobs=[dg.define_asset_job("exec17_job", selection=[dataset, model], executor_def=dg.multiprocess_executor)],
         resources={"io_manager": ModelKitIOManager(kitops=kitops), "kitops": kitops},
     )
