@@ -75,7 +75,9 @@ def _cmd_pack(original: Command) -> Command:
         kwargs: dict[str, Any] = {"reference": args.tag, "compression": args.compression,
                                   "layer_format": args.layer_format, "push": args.push,
                                   "parents": tuple(args.parent or ())}
-        if args.local_copy:
+        if args.push and sources:  # S3 data straight to the registry unless asked to keep a copy (also --if-changed)
+            kwargs["local_copy"] = bool(args.local_copy)
+        elif args.local_copy:
             kwargs["local_copy"] = True
         if args.file is not None:
             kwargs["kitfile"] = _kitfile_arg(args.file)

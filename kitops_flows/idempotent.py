@@ -326,7 +326,7 @@ def pack_and_push(
             return PackOutcome(replace(desc, tags=(ref.reference,)), packed=False, fingerprint=fingerprint)
     sign = pack_kwargs.pop("sign", None)
     if push and sources and reference is not None and not pack_kwargs.get("use_model_pack") \
-            and pack_kwargs.get("local_copy") is not True:  # S3 data: stream to the registry, no local copy
+            and pack_kwargs.get("local_copy") is False:  # asked for: stream to the registry, no local copy
         pushed: list[PushResult] = []
         client.pack(context, kitfile=kf, reference=reference, sources=sources, inputs_fingerprint=fingerprint,
                     push=True, sign=sign, on_push=pushed.append, **pack_kwargs)

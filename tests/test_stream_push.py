@@ -321,12 +321,12 @@ def test_pack_and_push_streams_and_reports_what_the_push_changed(s3: Any, regist
     _bucket(c, "stream-src", _objects(4))
     ref = f"{registry.host}/stream/outcome:nightly"
     kit = KitOpsClient(store=LocalStore(tmp_path / "h1"), plain_http=True)
-    first = pack_and_push(kit, _ctx(tmp_path / "c1"), reference=ref, sources=SOURCES, push=True)
+    first = pack_and_push(kit, _ctx(tmp_path / "c1"), reference=ref, sources=SOURCES, push=True, local_copy=False)
     assert first.packed and first.push is not None
     assert first.push.new_to_repository and first.push.moved_tags == ("nightly",)
     assert first.push.blobs_uploaded == 4  # model, two S3 layers, config
     assert not any(kit.store.has_blob(l.digest) for l in first.descriptor.layers)  # no local copy
     worker = KitOpsClient(store=LocalStore(tmp_path / "h2"), plain_http=True)  # a fresh worker, same inputs
-    again = pack_and_push(worker, _ctx(tmp_path / "c2"), reference=ref, sources=SOURCES, push=True)
+    again = pack_and_push(worker, _ctx(tmp_path / "c2"), reference=ref, sources=SOURCES, push=True, local_copy=False)
     assert again.descriptor.digest == first.descriptor.digest and again.push is not None
     assert not again.push.changed and again.push.blobs_uploaded == 0
