@@ -133,12 +133,12 @@ class _Group:
             tuple(p for p in patterns if p.kind is _Kind.SUFFIX),
         )
 
-    def hits(self, path: str) -> bool:
+    def hits(self, path: str, parent_missed: bool = False) -> bool:
         exact = self.exact
         if exact:
             if path in exact:
                 return True
-            i = path.find("/")
+            i = -1 if parent_missed else path.find("/")
             while i > 0:
                 if path[:i] in exact:
                     return True
@@ -220,6 +220,19 @@ class IgnoreRules:
             if group.hits(path):
                 matched = not group.exclusion
         return matched
+
+    def matches_walked(self, path: str) -> bool:
+        """:meth:`matches_clean` for a walked path whose parent directory did not match.
+
+        Without ``!`` rules an ignored directory is pruned, so the walk only asks about children of
+        directories that matched nothing: exact names then need no check against each ancestor.
+        """
+        if self.has_exclusions or (path and (path[0] in _GO_SPACE or path[-1] in _GO_SPACE)):
+            return self.matches_clean(path)
+        for group in self._groups:  # all inclusions: the first hit decides
+            if group.hits(path, True):
+                return True
+        return False
 
 
 def _is_clean(p: str) -> bool:

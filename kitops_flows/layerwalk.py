@@ -32,11 +32,11 @@ of layers. We leave them out too (byte-identical layers) but warn about each one
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO
 
@@ -124,9 +124,12 @@ def iter_layer_members(
     base_has_dots = ".." in base
     total = 0
 
+    # walked paths are clean already: skip matches()' normalisation (per-file cost with 20,000 files);
+    # without "!" rules an excluded directory is pruned, so a walked path's parent matched nothing
+    matches = ignore.matches_walked if prune_ignored else ignore.matches_clean
+
     def excluded(rel: str) -> bool:
-        # walked paths are clean already: skip matches()' normalisation (per-file cost with 20,000 files)
-        return ignore.matches_clean(rel) or (bool(claimed) and any(_is_within(rel, p) for p in claimed))
+        return matches(rel) or (bool(claimed) and any(_is_within(rel, p) for p in claimed))
 
     # Depth-first, children sorted bytewise, exactly as filepath.Walk visits them.
     stack: list[Iterator[tuple[str, os.DirEntry[str]]]] = [_sorted_children(context, "")]
@@ -179,9 +182,15 @@ def _sorted_children(context: str, rel: str) -> Iterator[tuple[str, os.DirEntry[
             entries = list(it)
     except OSError as e:
         raise PackError(f"cannot read directory {rel or '.'} in {context}: {e.strerror}") from None
-    entries.sort(key=lambda e: e.name.encode("utf-8", "surrogateescape"))
+    if "".join(e.name for e in entries).isascii():
+        entries.sort(key=_NAME)  # same order as the bytes, without encoding each name
+    else:
+        entries.sort(key=lambda e: e.name.encode("utf-8", "surrogateescape"))
     prefix = rel + "/" if rel else ""
     return ((prefix + e.name, e) for e in entries)
+
+
+_NAME = attrgetter("name")
 
 
 def write_tar_layer(
@@ -202,21 +211,21 @@ def write_tar_layer(
             write_tar_layer(ctx, "model", ["data", "."], IgnoreRules.from_context(ctx), blob, log.warning,
                             kind="model")
 
-    A reader thread walks the tree and reads small files ahead (``_Prefetcher``) while this thread
-    builds headers, hashes and writes: with thousands of small files their syscalls (stat, open,
-    read, close) then overlap the Python work instead of adding to it.
+    One thread does it all, in walk order: small files are read with one ``read`` each and their
+    entries gathered into ~1 MiB writes (one hash update per MiB), big files are streamed. Read-ahead
+    threads (walker, reader) were measured against this on a loaded 2-core machine: handing the GIL
+    back and forth per file cost more than the overlapped syscalls saved (bench/pack_bench.py).
     """
     writer = GoTarWriter(out)
-    members = iter_layer_members(context_dir, layer_path, other_layer_paths, ignore, warn, kind=kind)
-    with _Prefetcher(members) as batches:
-        for batch in batches:
-            for m, data in batch:
-                if m.is_dir:
-                    writer.add_dir(m.name, m.mode)
-                elif data is not None:
-                    writer.add_file_bytes(m.name, m.mode, data)
-                else:
-                    _add_streamed(writer, m)
+    for m in iter_layer_members(context_dir, layer_path, other_layer_paths, ignore, warn, kind=kind):
+        if m.is_dir:
+            writer.add_dir(m.name, m.mode)
+            continue
+        data = _read_small(m)
+        if data is None:  # big, or changed size: streamed (and checked) by the writer
+            _add_streamed(writer, m)
+        else:
+            writer.add_file_bytes(m.name, m.mode, data)
     writer.close()
     return writer.entries
 
@@ -246,81 +255,6 @@ def _add_streamed(writer: GoTarWriter, m: LayerMember) -> None:
         writer.add_file(m.name, m.mode, m.size, _FdReader(fd))  # type: ignore[arg-type]
     finally:
         os.close(fd)
-
-
-class _Prefetcher:
-    """Runs the walk and small-file reads in a thread, handing over batches in walk order.
-
-    Bounded: at most ``DEPTH`` batches of up to ``BATCH_FILES`` files / ``BATCH_BYTES`` bytes wait, so
-    memory stays a few MiB whatever the tree. An error in the thread (unreadable directory or file) is
-    raised in the consumer at the point of the walk where it happened; leaving the ``with`` early stops
-    the thread.
-    """
-
-    DEPTH = 4
-    BATCH_FILES = 256
-    BATCH_BYTES = 2 << 20
-
-    def __init__(self, members: Iterator[LayerMember]) -> None:
-        import queue
-        import threading
-
-        self._members = members
-        self._queue: queue.Queue[list[tuple[LayerMember, bytes | None]] | BaseException | None] = \
-            queue.Queue(self.DEPTH)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="layer-prefetch", daemon=True)
-
-    def __enter__(self) -> Iterator[list[tuple[LayerMember, bytes | None]]]:
-        self._thread.start()
-        return self._batches()
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        while self._thread.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(Exception):
-                self._queue.get(timeout=0.05)
-        self._thread.join()
-
-    def _batches(self) -> Iterator[list[tuple[LayerMember, bytes | None]]]:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def _put(self, item: list[tuple[LayerMember, bytes | None]] | BaseException | None) -> bool:
-        import queue
-
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        batch: list[tuple[LayerMember, bytes | None]] = []
-        size = 0
-        try:
-            for m in self._members:
-                data = None if m.is_dir else _read_small(m)
-                batch.append((m, data))
-                size += len(data) if data else 0
-                if len(batch) >= self.BATCH_FILES or size >= self.BATCH_BYTES:
-                    if not self._put(batch):
-                        return
-                    batch, size = [], 0
-            if batch and not self._put(batch):
-                return
-            self._put(None)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer, in walk order
-            if batch:
-                self._put(batch)
-            self._put(e)
 
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)

@@ -24,6 +24,7 @@ carries ``path`` and/or ``size`` records sorted by key.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import BinaryIO
 
 from .digests import CHUNK
@@ -31,7 +32,7 @@ from .errors import PackError
 from .kitfile import clean_path
 
 BLOCK = 512
-#: Files up to this size are read whole and queued with their header (``GoTarWriter.add_file_bytes``).
+#: Files up to this size are read whole and queued with their header (``add_file_bytes``, ``add_encoded``).
 SMALL_FILE = 64 * 1024
 #: Files of this size or more cannot be described by USTAR's 11 octal digits: Go switches to PAX.
 USTAR_MAX_SIZE = 1 << 33
@@ -45,6 +46,8 @@ _PREFIX_SIZE = 155
 _SPECIAL_BITS = 0o7777  # permission bits + setuid/setgid/sticky, what FileInfoHeader keeps
 # Bytes toASCII drops: NUL and everything >= 0x80 (parts of multi-byte runes or invalid UTF-8).
 _NOT_ASCII = bytes([0, *range(0x80, 0x100)])
+_EMPTY_PREFIX = bytes(_PREFIX_SIZE)
+_TAIL_PAD = bytes(12)
 
 # Fixed fields of kit's sanitised headers (uid 1000, gid 0, zero mtime, no uname/gname/linkname).
 _UID_GID = b"0001750\0" + b"0000000\0"
@@ -103,18 +106,40 @@ def _v7_name(name: bytes) -> bytes:
     return bytes(field)
 
 
-def _header_block(name_field: bytes, mode: int, size: int, typeflag: bytes, prefix: bytes = b"") -> bytes:
-    """One USTAR-magic header block with kit's fixed fields; ``name_field`` is already 100 bytes."""
-    mode_b = b"%07o\0" % mode
-    size_b = _octal(size, 12)
-    prefix_field = prefix.ljust(_PREFIX_SIZE, b"\0")
-    chksum = _FIXED_SUM + sum(name_field) + sum(mode_b) + sum(size_b) + typeflag[0] + sum(prefix_field)
+def _header_block(name: bytes, mode: int, size: int, typeflag: bytes, prefix: bytes = b"") -> bytes:
+    """One USTAR-magic header block with kit's fixed fields; ``name`` fits the 100-byte field.
+
+    Per-file cost matters with thousands of small files: the mode and size fields (and their share
+    of the checksum) come from small caches, and only the non-zero name/prefix bytes are summed.
+    """
+    mode_b, mode_sum = _mode_field(mode)
+    size_b, size_sum = _size_field(size)
+    chksum = _FIXED_SUM + sum(name) + mode_sum + size_sum + typeflag[0]
+    if prefix:
+        chksum += sum(prefix)
+        prefix_field = prefix.ljust(_PREFIX_SIZE, b"\0")
+    else:
+        prefix_field = _EMPTY_PREFIX
     return b"".join(
         (
-            name_field, mode_b, _UID_GID, size_b, _MTIME_ZERO, b"%06o\0 " % chksum, typeflag,
-            _LINKNAME, _MAGIC, _OWNER_NAMES, _DEV, prefix_field, bytes(12),
+            name.ljust(_NAME_SIZE, b"\0"), mode_b, _UID_GID, size_b, _MTIME_ZERO, b"%06o\0 " % chksum, typeflag,
+            _LINKNAME, _MAGIC, _OWNER_NAMES, _DEV, prefix_field, _TAIL_PAD,
         )
     )
+
+
+@lru_cache(maxsize=256)
+def _mode_field(mode: int) -> tuple[bytes, int]:
+    """The 8-byte mode field and its byte sum (a tree has a handful of distinct modes)."""
+    field = b"%07o\0" % mode
+    return field, sum(field)
+
+
+@lru_cache(maxsize=4096)
+def _size_field(size: int) -> tuple[bytes, int]:
+    """The 12-byte size field and its byte sum (many small files share a size)."""
+    field = _octal(size, 12)
+    return field, sum(field)
 
 
 def _pax_record(key: str, value: bytes) -> bytes:
@@ -163,9 +188,9 @@ def encode_header(name: str, mode: int, size: int, is_dir: bool = False) -> byte
         records["size"] = str(size).encode()
     elif name_ok:
         if split is None:
-            return _header_block(raw.ljust(_NAME_SIZE, b"\0"), mode, size, typeflag)
+            return _header_block(raw, mode, size, typeflag)
         prefix, suffix = split
-        return _header_block(suffix.ljust(_NAME_SIZE, b"\0"), mode, size, typeflag, prefix)
+        return _header_block(suffix, mode, size, typeflag, prefix)
     data = b"".join(_pax_record(k, records[k]) for k in sorted(records))
     pax_header = _raw_header(_pax_entry_name(name), len(data))
     pad = -len(data) % BLOCK
@@ -262,6 +287,13 @@ class GoTarWriter:
         """A regular file entry whose content the caller already read (up to ``SMALL_FILE`` bytes)."""
         self._check_open()
         self._add_small(encode_header(name, mode, len(data)), data)
+
+    def add_encoded(self, data: bytes | bytearray, entries: int) -> None:
+        """``entries`` complete entries (headers, data, padding) encoded with ``encode_header``."""
+        self._check_open()
+        self._write(data)
+        self.bytes_written += len(data)
+        self.entries += entries
 
     def _add_small(self, header: bytes, data: bytes) -> None:
         pending = self._pending

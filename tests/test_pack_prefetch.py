@@ -1,5 +1,6 @@
-"""write_tar_layer's read-ahead thread and GoTarWriter's coalescing keep kit's bytes and the error rules:
-same tar as a plain serial write, errors raised in walk order, the thread gone after a failure."""
+"""write_tar_layer's fast path (small files read whole with one ``read``, entries coalesced by GoTarWriter,
+big or changed files streamed) keeps kit's bytes and the error rules: same tar as a plain entry-by-entry
+write, errors raised in walk order with the file's name, no thread left behind after a failure."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ def _tree(root: Path, files: int) -> None:
         d.mkdir(parents=True, exist_ok=True)
         (d / f"f{i:05}.bin").write_bytes(os.urandom(i % 5000))
     (root / "data" / "big.bin").write_bytes(os.urandom(SMALL_FILE * 3 + 7))  # streamed, not read whole
+    if files > 300:  # a streamed file between small ones of the same batch: the runs around it keep their order
+        (root / "data" / "shard00" / "g_big.bin").write_bytes(os.urandom(SMALL_FILE + 1))
 
 
 def _serial_tar(root: Path) -> bytes:
-    """The same layer written entry by entry, without the read-ahead thread."""
+    """The same layer written entry by entry through ``add_file``, without the small-file fast path."""
     out = io.BytesIO()
     writer = GoTarWriter(out)
     for m in layerwalk.iter_layer_members(root, "data", [], IgnoreRules.from_patterns([]), print):
@@ -42,15 +45,18 @@ def _serial_tar(root: Path) -> bytes:
     return out.getvalue()
 
 
-def test_read_ahead_writes_the_same_bytes_as_a_serial_walk(tmp_path: Path) -> None:
+def test_fast_path_writes_the_same_bytes_as_an_entry_by_entry_walk(tmp_path: Path) -> None:
     _tree(tmp_path, 1500)  # several batches
     out = io.BytesIO()
     entries = write_tar_layer(tmp_path, "data", [], IgnoreRules.from_patterns([]), out, print)
     assert hashlib.sha256(out.getvalue()).digest() == hashlib.sha256(_serial_tar(tmp_path)).digest()
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tf:
         names = tf.getnames()
-        assert len(names) == entries == 1500 + 1 + 5 + 1  # files, big.bin, shard dirs, data
+        assert len(names) == entries == 1500 + 2 + 5 + 1  # files, big.bin + g_big.bin, shard dirs, data
         assert tf.extractfile("data/big.bin").read() == (tmp_path / "data" / "big.bin").read_bytes()
+        g_big = "data/shard00/g_big.bin"
+        assert tf.extractfile(g_big).read() == (tmp_path / g_big).read_bytes()
+        assert names.index("data/shard00/f00299.bin") + 1 == names.index(g_big) == names.index("data/shard01") - 1
 
 
 def test_out_sees_few_large_writes(tmp_path: Path) -> None:
@@ -80,7 +86,7 @@ def test_a_file_that_changed_size_fails_with_its_name(tmp_path: Path, monkeypatc
     monkeypatch.setattr(layerwalk, "iter_layer_members", lambda *a, **k: _members_then(tmp_path, None, True))
     with pytest.raises(PackError, match=r"f400\.bin .*expected 99 bytes"):
         write_tar_layer(tmp_path, ".", [], IgnoreRules.from_patterns([]), io.BytesIO(), print)
-    assert not [t for t in threading.enumerate() if t.name == "layer-prefetch"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("layer-prefetch")]
 
 
 def test_walk_error_reaches_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,10 +94,10 @@ def test_walk_error_reaches_the_caller(tmp_path: Path, monkeypatch: pytest.Monke
                         lambda *a, **k: _members_then(tmp_path, PackError("cannot read directory x")))
     with pytest.raises(PackError, match="cannot read directory x"):
         write_tar_layer(tmp_path, ".", [], IgnoreRules.from_patterns([]), io.BytesIO(), print)
-    assert not [t for t in threading.enumerate() if t.name == "layer-prefetch"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("layer-prefetch")]
 
 
-def test_a_failing_sink_stops_the_read_ahead_thread(tmp_path: Path) -> None:
+def test_a_failing_sink_stops_the_pack(tmp_path: Path) -> None:
     _tree(tmp_path, 3000)
 
     class Full:
@@ -100,7 +106,7 @@ def test_a_failing_sink_stops_the_read_ahead_thread(tmp_path: Path) -> None:
 
     with pytest.raises(OSError, match="No space"):
         write_tar_layer(tmp_path, "data", [], IgnoreRules.from_patterns([]), Full(), print)  # type: ignore[arg-type]
-    assert not [t for t in threading.enumerate() if t.name == "layer-prefetch"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("layer-prefetch")]
 
 
 @pytest.mark.parametrize("path", ["data/a.txt", "data/a.txt ", " data/a.txt", "data/ b", "models/x.bin",
@@ -108,3 +114,14 @@ def test_a_failing_sink_stops_the_read_ahead_thread(tmp_path: Path) -> None:
 def test_walk_fast_ignore_check_agrees_with_the_full_one(path: str) -> None:
     rules = IgnoreRules.from_patterns(["*.txt", "models/", "logs/**/*.log", "!logs/keep.log", "data/sub"])
     assert rules.matches_clean(path) == rules.matches(path)
+
+
+@pytest.mark.parametrize("path", ["data/a.txt", "data/a.txt ", " data/a.txt", "data/ b", "models/x.bin", "models",
+                                  "Kitfile", "data/Kitfile", ".kitignore", "data/sub", "data/..x", "logs/run1/out.log"])
+def test_walked_ignore_check_agrees_where_the_parent_matched_nothing(path: str) -> None:
+    for patterns in (["*.txt", "models/", "logs/**/*.log", "data/sub", "Kitfile"], ["*.txt", "!keep.txt", "data/sub"]):
+        rules = IgnoreRules.from_patterns(patterns)
+        parent = path.strip().rpartition("/")[0]
+        if parent and rules.matches(parent):
+            continue  # the walk never asks about a pruned directory's children
+        assert rules.matches_walked(path) == rules.matches(path), (patterns, path)
