@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, cli_skill
+from . import __version__, cli_import, cli_skill
 from .cli_sign import register as register_signing
 from .errors import KitopsError
 from .kitfile import kitfile_arg
@@ -460,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_s3.register(sub)
     cli_skill.register(add)
+    cli_import.register(add)
     return parser
 
 
