@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, cli_import, cli_skill
 from .cli_sign import register as register_signing
 from .errors import KitopsError
 from .kitfile import kitfile_arg
@@ -94,6 +94,11 @@ def cmd_pack(args: argparse.Namespace, kit: KitOpsClient) -> int:
 
 
 def cmd_unpack(args: argparse.Namespace, kit: KitOpsClient) -> int:
+    if args.as_skill is not None:
+        from .cli_skill import unpack_as_skill
+
+        return unpack_as_skill(args, kit)
+    args.dir = "." if args.dir is None else args.dir
     existing = "overwrite" if args.overwrite else "ignore" if args.ignore_existing else "error"
     result = kit.unpack(args.reference, args.dir, filters=args.filter or None, existing=existing,
                         include_remote=args.include_remote, labels=getattr(args, "label", None))
@@ -346,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("unpack", cmd_unpack, "Extract a ModelKit (or selected layers) into a directory",
             "kitops-flows unpack team/churn:v1 -d ./out --filter model --filter datasets:train")
     p.add_argument("reference")
-    p.add_argument("-d", "--dir", default=".", help="destination directory (default .)")
+    p.add_argument("-d", "--dir", help="destination directory (default .; with --as-skill: project dir)")
     p.add_argument("-f", "--filter", action="append",
                    help="<type>[,<type>][:<name-or-path>,...]; types: kitfile, model, datasets, code, prompts, docs, mcpservers")
     g = p.add_mutually_exclusive_group()
@@ -354,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-i", "--ignore-existing", action="store_true", help="keep existing files, skip those entries")
     p.add_argument("--include-remote", action="store_true",
                    help="also download remote (s3://) datasets, verified against their remoteHash")
+    cli_skill.add_unpack_flag(p)
     _network_flags(p)
 
     p = add("push", cmd_push, "Copy a local ModelKit to a registry", "kitops-flows push reg.example.com/team/churn:v1")
@@ -453,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_s3
 
     cli_s3.register(sub)
+    cli_skill.register(add)
+    cli_import.register(add)
     return parser
 
 

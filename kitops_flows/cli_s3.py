@@ -113,7 +113,7 @@ def _cmd_unpack(original: Command) -> Command:
             return int(original(args, kit))
         if not args.to.startswith("s3://"):
             raise KitopsError(f"--to {args.to!r}: expected s3://bucket/prefix/ (use -d for a directory)")
-        if args.dir != ".":
+        if args.dir not in (None, "."):
             raise KitopsError("give either -d DIR or --to s3://…, not both")
         if args.include_remote:
             raise KitopsError("--include-remote applies to directories; remote datasets are already in S3")

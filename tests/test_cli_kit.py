@@ -160,7 +160,7 @@ def test_help_lists_kits_commands_and_ours() -> None:
         build_parser().parse_args(["--help"])
     text = buf.getvalue()
     kit_commands = ["pack", "unpack", "push", "pull", "list", "inspect", "info", "tag", "remove", "login", "logout",
-                    "init", "version", "diff", "index", "cache"]
+                    "init", "version", "diff", "index", "cache", "skill", "import"]
     ours = ["verify", "gc", "lineage", "promote", "history", "discover", "provenance", "sign", "generate-key-pair"]
     for name in kit_commands + ours:
         assert f"\n    {name} " in text or f"\n    {name}\n" in text, name
