@@ -97,6 +97,8 @@ class KitOpsClient:
     parallel_download: ParallelDownload | None = None  # connections per big blob; None = ParallelDownload()
     ca_cert: str | Path | None = None  # a PEM bundle of CAs to trust for registries (CLI --tls-cert)
     login_hint: str | None = None  # how to fix refused credentials (plugins name their connection/block/resource)
+    # a throwaway per-task store (kitops_home="ephemeral"): only a staging area, so pushing packs stream past it
+    ephemeral_store: bool = False
     _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -163,7 +165,8 @@ class KitOpsClient:
 
         With ``push`` and ``local_copy=False`` no layer is written to the local store: each is hashed
         while it streams to the registry (``stream_push``). That is the default (``local_copy=None``)
-        when ``sources`` are given, since the store would only be a staging area for S3 data.
+        where the store would only be a staging area: ``sources`` are given (S3 data), or the client's
+        store is ephemeral (``ephemeral_store``). ``local_copy=True`` keeps the layers in the store.
         ``on_push`` receives what that streamed push changed (``PushResult``; ``pack_and_push`` uses it).
 
         Same content, same ModelKit: when the config and layers equal those of a known ModelKit
@@ -208,7 +211,7 @@ class KitOpsClient:
         from .idempotent import reuse_identical
 
         target = target_reference(reference)
-        if push and not use_model_pack and (local_copy is False or (local_copy is None and bool(sources))):
+        if push and not use_model_pack and (local_copy is False or (local_copy is None and (bool(sources) or self.ephemeral_store))):
             if reference is None:
                 raise KitopsError("pack(push=True) needs a reference naming a registry, e.g. reg.example.com/team/m:v1")
             from .stream_push import stream_pack

@@ -294,6 +294,10 @@ def pack_and_push(
     digest anyway (see the module docstring); skipping saves reading it. The push is a no-op when
     the tag already holds the digest (``PushResult.new_to_repository`` is then False).
 
+    ``local_copy=False`` streams the layers to the registry without writing them to the store; it
+    is the default when the client's store is ephemeral (only a staging area), else the store keeps
+    a copy. An explicit ``local_copy`` always wins.
+
     >>> out = pack_and_push(kit, "job/", reference="reg.example.com/team/churn:nightly",
     ...                     skip_if_unchanged=True, push=True)                          # doctest: +SKIP
     >>> out.packed, out.new_to_repository                                                # doctest: +SKIP
@@ -325,8 +329,10 @@ def pack_and_push(
             desc = client.resolve(current.pinned)
             return PackOutcome(replace(desc, tags=(ref.reference,)), packed=False, fingerprint=fingerprint)
     sign = pack_kwargs.pop("sign", None)
-    if push and sources and reference is not None and not pack_kwargs.get("use_model_pack") \
-            and pack_kwargs.get("local_copy") is False:  # asked for: stream to the registry, no local copy
+    if pack_kwargs.get("local_copy") is None and client.ephemeral_store:
+        pack_kwargs["local_copy"] = False  # a throwaway store is only a staging area: stream to the registry
+    if push and reference is not None and not pack_kwargs.get("use_model_pack") \
+            and pack_kwargs.get("local_copy") is False:  # stream to the registry, no local copy
         pushed: list[PushResult] = []
         client.pack(context, kitfile=kf, reference=reference, sources=sources, inputs_fingerprint=fingerprint,
                     push=True, sign=sign, on_push=pushed.append, **pack_kwargs)

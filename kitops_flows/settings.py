@@ -28,7 +28,7 @@ from .api import KitOpsClient
 from .errors import KitopsError
 from .progress import ProgressCallback
 from .registry import RegistryCredentials
-from .worker_store import render_kitops_home
+from .worker_store import EPHEMERAL, render_kitops_home
 
 __all__ = ["RegistrySettings", "parse_flag", "split_address"]
 
@@ -108,19 +108,22 @@ class RegistrySettings:
                    repository=(repository or "").strip("/") or None, **options)
 
     def client(self, *, kitops_home: str | os.PathLike[str] | None = None, progress: ProgressCallback | None = None,
-               s3_session: object | None = None, cleanup: ExitStack | None = None,
+               s3_session: object | None = None, cleanup: ExitStack | None = None, ephemeral: bool = False,
                **task_fields: object) -> KitOpsClient:
         """A new KitOpsClient for this registry; the credentials apply to it only, in memory only.
 
         ``kitops_home`` (else the settings') is rendered with ``task_fields``; an ``ephemeral`` store
-        is removed when ``cleanup`` closes.
+        is removed when ``cleanup`` closes, and pushing packs stream past it (``ephemeral_store``).
+        ``ephemeral=True`` says a ``kitops_home`` path given here is such a store, rendered already.
         """
-        home: Path | None = render_kitops_home(kitops_home or self.kitops_home, cleanup=cleanup, **task_fields)
+        template = kitops_home or self.kitops_home
+        ephemeral = ephemeral or str(template or "").strip() == EPHEMERAL
+        home: Path | None = render_kitops_home(template, cleanup=cleanup, **task_fields)
         creds = {self.registry: self.credentials} if self.registry and self.credentials else None
         return KitOpsClient.from_home(
             home, plain_http=self.plain_http, tls_verify=self.tls_verify, credentials=creds,
             immutable_tags=self.immutable_tags, concurrency=self.concurrency, progress=progress,
-            s3_session=s3_session, ca_cert=self.ca_cert, login_hint=self.login_hint,
+            s3_session=s3_session, ca_cert=self.ca_cert, login_hint=self.login_hint, ephemeral_store=ephemeral,
         )
 
     def qualify(self, reference: str | None) -> str:

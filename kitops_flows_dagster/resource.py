@@ -89,7 +89,7 @@ class KitRegistryResource(ConfigurableResource):
             if key not in self._ephemeral_homes:
                 self._ephemeral_homes[key] = render_kitops_home(EPHEMERAL)
             home = self._ephemeral_homes[key]
-        return self.settings().client(kitops_home=home, s3_session=self._s3_factory(), **fields)
+        return self.settings().client(kitops_home=home, s3_session=self._s3_factory(), ephemeral=home is not None, **fields)
 
     def settings(self) -> RegistrySettings:
         """The resource as the core's registry settings (``registry`` may be written ``http://host:port``)."""

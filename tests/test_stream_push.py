@@ -330,3 +330,36 @@ def test_pack_and_push_streams_and_reports_what_the_push_changed(s3: Any, regist
     again = pack_and_push(worker, _ctx(tmp_path / "c2"), reference=ref, sources=SOURCES, push=True, local_copy=False)
     assert again.descriptor.digest == first.descriptor.digest and again.push is not None
     assert not again.push.changed and again.push.blobs_uploaded == 0
+
+
+def test_pack_and_push_streams_past_an_ephemeral_store_unless_asked_to_keep_a_copy(
+        s3: Any, registry: Any, tmp_path: Path) -> None:
+    from contextlib import ExitStack
+
+    from kitops_flows.idempotent import pack_and_push
+    from kitops_flows.settings import RegistrySettings
+
+    c = s3.client()
+    objects = _objects(4)
+    _bucket(c, "stream-src", objects)
+    settings = RegistrySettings.parse(f"http://{registry.host}", kitops_home="ephemeral")  # as any plugin sets it
+    ref = f"{registry.host}/stream/ephemeral:v1"
+    with ExitStack() as cleanup:
+        kit = settings.client(cleanup=cleanup)
+        out = pack_and_push(kit, _ctx(tmp_path / "c1"), reference=ref, sources=SOURCES, push=True)
+        assert out.push is not None and out.push.blobs_uploaded == 4  # model, two S3 layers, config
+        assert not any(kit.store.has_blob(l.digest) for l in out.descriptor.layers)  # the store was only passed by
+
+        # asked for, the copy is kept: same layers, now in the (also ephemeral) store
+        keeper = settings.client(cleanup=cleanup)
+        kept = pack_and_push(keeper, _ctx(tmp_path / "c2"), reference=f"{registry.host}/stream/ephemeral-kept:v1",
+                             sources=SOURCES, push=True, local_copy=True)
+        assert [l.digest for l in kept.descriptor.layers] == [l.digest for l in out.descriptor.layers]
+        assert all(keeper.store.has_blob(l.digest, l.size) for l in kept.descriptor.layers)
+
+    # the streamed ModelKit pulls, verifies and unpacks to the S3 objects
+    fresh = KitOpsClient(store=LocalStore(tmp_path / "fresh"), plain_http=True)
+    assert fresh.pull(ref).digest == out.descriptor.digest and fresh.verify().ok
+    dest = fresh.unpack(ref, tmp_path / "out").dest
+    for key, body in objects.items():
+        assert (dest / "data" / key).read_bytes() == body, key

@@ -44,6 +44,18 @@ def test_ephemeral_store_is_fresh_per_call_and_removed_with_its_scope() -> None:
     assert not a.exists() and not b.exists()
 
 
+def test_only_an_ephemeral_store_is_marked_a_staging_area(tmp_path: Path) -> None:
+    from kitops_flows.settings import RegistrySettings
+
+    with ExitStack() as cleanup:
+        assert RegistrySettings(kitops_home=EPHEMERAL).client(cleanup=cleanup).ephemeral_store
+        assert RegistrySettings(kitops_home=str(tmp_path)).client(kitops_home=f" {EPHEMERAL} ").ephemeral_store
+        assert not RegistrySettings(kitops_home=EPHEMERAL).client(kitops_home=str(tmp_path / "{pid}")).ephemeral_store
+        assert not RegistrySettings(kitops_home=str(tmp_path / "{task_id}")).client(task_id="t").ephemeral_store
+        # a plugin that rendered the throwaway store itself (Dagster: one per step) says so
+        assert RegistrySettings().client(kitops_home=tmp_path / "done", ephemeral=True).ephemeral_store
+
+
 def _pack(home: Path, tmp: Path, reference: str) -> None:
     ctx = tmp / "ctx"
     ctx.mkdir(exist_ok=True)
