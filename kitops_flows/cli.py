@@ -481,7 +481,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(cli_skill.as_skill_argv(sys.argv[1:] if argv is None else argv))
     except SystemExit as e:  # argparse exits 2 on a usage error; kit (cobra) exits 1, --help exits 0
         return 1 if e.code == 2 else int(e.code or 0)
     _configure_logging(args)

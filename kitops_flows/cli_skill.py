@@ -96,6 +96,19 @@ def _failed(label: str, e: Exception) -> InstallResult:
     return InstallResult(label, (), Path(), "failed", str(e))
 
 
+def as_skill_argv(argv: Sequence[str]) -> list[str]:
+    """kit's ``--as-skill`` takes a value only as ``--as-skill=a,b``: a bare flag never eats the next word.
+
+    >>> as_skill_argv(["unpack", "--as-skill", "team/helper:v1"])
+    ['unpack', '--as-skill=auto', 'team/helper:v1']
+    """
+    out = list(argv)
+    if "unpack" in out:
+        end = out.index("--") if "--" in out else len(out)
+        out[:end] = ["--as-skill=auto" if a == "--as-skill" else a for a in out[:end]]
+    return out
+
+
 def add_unpack_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as-skill", nargs="?", const="auto", default=None, metavar="AGENTS",
                    help="install prompt layers holding a SKILL.md as agent skills (auto, or e.g. "

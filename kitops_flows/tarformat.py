@@ -32,7 +32,7 @@ from .errors import PackError
 from .kitfile import clean_path
 
 BLOCK = 512
-#: Files up to this size are read whole and queued with their header (``add_file_bytes``, ``add_encoded``).
+#: Files up to this size are read whole and queued with their header (``add_file_bytes``).
 SMALL_FILE = 64 * 1024
 #: Files of this size or more cannot be described by USTAR's 11 octal digits: Go switches to PAX.
 USTAR_MAX_SIZE = 1 << 33
@@ -287,13 +287,6 @@ class GoTarWriter:
         """A regular file entry whose content the caller already read (up to ``SMALL_FILE`` bytes)."""
         self._check_open()
         self._add_small(encode_header(name, mode, len(data)), data)
-
-    def add_encoded(self, data: bytes | bytearray, entries: int) -> None:
-        """``entries`` complete entries (headers, data, padding) encoded with ``encode_header``."""
-        self._check_open()
-        self._write(data)
-        self.bytes_written += len(data)
-        self.entries += entries
 
     def _add_small(self, header: bytes, data: bytes) -> None:
         pending = self._pending

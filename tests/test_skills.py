@@ -118,7 +118,7 @@ def test_unpack_as_skill_global_dirs_auto_existing_and_filters(
     monkeypatch.setenv("HOME", str(user_home))
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(claude_dir))
     monkeypatch.delenv("CODEX_HOME", raising=False)
-    base = ["--config", str(tmp_path / "kh"), "unpack", ref, "--plain-http", "--as-skill"]
+    base = ["--config", str(tmp_path / "kh"), "unpack", "--as-skill", ref, "--plain-http"]  # bare flag: auto
     assert main(base) == 0  # auto: claude-code (CLAUDE_CONFIG_DIR exists) and cursor (~/.cursor exists)
     out = capsys.readouterr().out
     assert f"Installed skill 'code-review' for claude-code → {claude_dir / 'skills/code-review'}" in out
