@@ -2,10 +2,11 @@
 
 ``MODELKIT_INPUTS`` is the cache policy of ``pack_modelkit``. Its key is a sha256 over:
 
-* every file of the context directory: relative path, permission bits and a streamed sha256 of the
-  content (symlinks by target, empty directories by name). Paths of the directory itself and
-  timestamps are not part of it, so a fresh checkout or a new temp dir with the same files hits;
-* the Kitfile when it lives outside the context directory (same content hashing);
+* the core's inputs fingerprint (``kitops_flows.fingerprint``) of what the pack reads: the Kitfile's
+  content and, per layer, each member's relative path, mode, size and sha256 (``.kitignore`` and
+  kit's layer rules applied). Paths of the directory itself and timestamps are not part of it, so a
+  fresh checkout or a new temp dir with the same files hits. Files are re-read only when their size
+  or mtime changed since the last run (the stamps live in the block's store);
 * every S3 source, by its object versions: ETag and VersionId from HEAD (single objects) or the
   listing (prefixes). A re-uploaded object with the same bytes has the same ETag (single-part);
 * the reference, the registry block (address, default repository, store; never the password), the
@@ -29,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,40 +41,35 @@ from prefect.context import TaskRunContext
 import kitops_flows
 import kitops_flows.api
 from kitops_flows.api import source_fingerprints
-from kitops_flows.digests import file_digest
+from kitops_flows.errors import KitopsError
+from kitops_flows.fingerprint import fingerprint_inputs
+from kitops_flows.pack import load_kitfile
+from kitops_flows.store import LocalStore, default_kitops_home
 from kitops_flows.worker_store import EPHEMERAL
 
 from .blocks import KitOpsRegistry, resolve_registry, s3_client_factory
 
 LOG = logging.getLogger(__name__)
 
-KEY_VERSION = "2"  # bump when the key's recipe changes, so old entries stop matching
+KEY_VERSION = "3"  # bump when the key's recipe changes, so old entries stop matching
 
 
-def tree_digest(root: Path) -> str:
-    """sha256 over a directory's files (path, mode, content digest), symlinks and empty directories, in sorted order.
+def context_digest(context: Path, kitfile: Any, store: LocalStore) -> str:
+    """The core's fingerprint of the files a pack of ``context`` reads (KitfileError if it has no valid Kitfile).
 
-    Everything under ``root`` is hashed, including files ``.kitignore`` leaves out: the key may then
-    miss when it could hit, never the other way round.
+    ``store`` keeps the file stamps that let an unchanged file go unread on the next run.
     """
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        here = Path(dirpath)
-        rel_dir = here.relative_to(root).as_posix()
-        if not filenames and not dirnames:
-            h.update(f"D\0{rel_dir}\n".encode())
-        for name in sorted(filenames + [d for d in dirnames if (here / d).is_symlink()]):
-            path = here / name
-            rel = (path.relative_to(root)).as_posix()
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                h.update(f"L\0{rel}\0{os.readlink(path)}\n".encode())
-            elif stat.S_ISREG(st.st_mode):
-                h.update(f"F\0{rel}\0{stat.S_IMODE(st.st_mode):o}\0{file_digest(path)[0]}\n".encode())
-            else:
-                h.update(f"O\0{rel}\0{stat.S_IFMT(st.st_mode):o}\n".encode())
-    return "sha256:" + h.hexdigest()
+    kf, _ = load_kitfile(context, kitfile)
+    return fingerprint_inputs(store, context, kf).digest
+
+
+def _stamp_store(registry: Any) -> LocalStore:
+    """Where the file stamps live: the block's store when it is one fixed place, else the default store."""
+    block = registry if isinstance(registry, KitOpsRegistry) else None
+    home = block.kitops_home if block is not None else None
+    if home and "{" not in home and home.strip() != EPHEMERAL:
+        return LocalStore(Path(home).expanduser())
+    return LocalStore(default_kitops_home())
 
 
 def s3_sources_digest(sources: Mapping[str, Any], session: Any = None) -> dict[str, str]:
@@ -138,19 +133,20 @@ def modelkit_inputs_key(inputs: Mapping[str, Any]) -> str | None:
     context = Path(context_dir).expanduser().absolute()
     if not context.is_dir():
         return None  # let the task run and raise its own clear error
+    kitfile = inputs.get("kitfile")
+    if isinstance(kitfile, (str, Path)) and not Path(kitfile).is_absolute():
+        kitfile = context / kitfile
+    try:
+        context_fp = context_digest(context, kitfile, _stamp_store(inputs.get("registry")))
+    except KitopsError as exc:
+        LOG.debug("cache key: not caching (%s)", exc)
+        return None  # let the task run and raise its own clear error
     doc: dict[str, Any] = {
         "version": KEY_VERSION,
         "kitops_flows": kitops_flows.__version__,
-        "context": tree_digest(context),
+        "context": context_fp,
         "registry": _registry_identity(inputs.get("registry")),
     }
-    kitfile = inputs.get("kitfile")
-    if kitfile is not None and not isinstance(kitfile, (str, Path)):
-        doc["kitfile"] = repr(kitfile)  # a Kitfile object: its repr lists every field
-    elif kitfile is not None:
-        path = Path(kitfile)
-        path = path if path.is_absolute() else context / path
-        doc["kitfile"] = file_digest(path)[0] if path.is_file() else str(kitfile)
     if inputs.get("sources"):
         doc["sources"] = s3_sources_digest(inputs["sources"], session=_s3_session(inputs.get("registry")))
     for name in ("reference", "annotations", "compression", "layer_format", "parents", "push", "record_lineage"):
@@ -219,5 +215,5 @@ class ModelKitInputs(CachePolicy):
 
 MODELKIT_INPUTS = ModelKitInputs()
 
-__all__ = ["MODELKIT_INPUTS", "ModelKitInputs", "modelkit_inputs_key", "reachable_key", "s3_sources_digest",
-           "tree_digest"]
+__all__ = ["MODELKIT_INPUTS", "ModelKitInputs", "context_digest", "modelkit_inputs_key", "reachable_key",
+           "s3_sources_digest"]

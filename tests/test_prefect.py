@@ -48,7 +48,7 @@ from kitops_flows_prefect import (
     push_summary,
     retry_transient,
 )
-from kitops_flows_prefect.caching import modelkit_inputs_key, tree_digest
+from kitops_flows_prefect.caching import context_digest, modelkit_inputs_key
 
 pytestmark = pytest.mark.prefect
 
@@ -115,19 +115,23 @@ def test_artifact_keys_are_valid_stable_and_bounded() -> None:
     assert long_a != long_b
 
 
-def test_tree_digest_follows_content_not_paths_or_times(tmp_path: Path) -> None:
+def test_context_digest_follows_what_the_pack_reads_not_paths_or_times(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "home")
     a = make_context(tmp_path / "a")
     b = make_context(tmp_path / "elsewhere" / "b")
     os.utime(b / "model" / "model.json", (0, 0))
-    assert tree_digest(a) == tree_digest(b)
+    assert context_digest(a, None, store) == context_digest(b, None, store)
     (b / "model" / "model.json").write_text('{"weights": [0.1, 0.3]}')
-    assert tree_digest(a) != tree_digest(b)
+    assert context_digest(a, None, store) != context_digest(b, None, store)
     c = make_context(tmp_path / "c")
     os.chmod(c / "README.md", 0o755)
-    assert tree_digest(a) != tree_digest(c)  # the mode goes into the tar header, so into the layer
+    assert context_digest(a, None, store) != context_digest(c, None, store)  # the mode is in the tar header
     d = make_context(tmp_path / "d")
-    (d / "empty").mkdir()
-    assert tree_digest(a) != tree_digest(d)
+    (d / "model" / "empty").mkdir()
+    assert context_digest(a, None, store) != context_digest(d, None, store)  # an entry of the model layer
+    e = make_context(tmp_path / "e")
+    (e / "notes.txt").write_text("in no layer")  # the Kitfile packs no such file: same ModelKit, same key
+    assert context_digest(a, None, store) == context_digest(e, None, store)
 
 
 def test_cache_key_covers_reference_options_and_registry_not_password(tmp_path: Path) -> None:
