@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("kitops_flows")
 lineage = LazyModule("kitops_flows.lineage")  # provenance and records load on first use (`list` needs none)
 MAX_MODEL_REF_CHAIN = 10  # kit's MaxModelRefChain
-MANIFEST_BLOB_RETRIES = 3  # manifest PUTs answered "blob unknown" right after the blobs were pushed
 IMMUTABLE_TAG_SETTLE = 0.25  # seconds between writing an immutable tag and reading it back
 
 
@@ -421,26 +420,11 @@ class KitOpsClient:
 
     def _put_manifest(self, client: RegistryClient, repo: str, reference: str, data: bytes,
                       blobs: Sequence[Descriptor], mount_from: str | None) -> None:
-        """PUT the manifest; on "blob unknown" check (and push) the blobs again and retry, a few times.
+        """PUT the manifest; on a momentary "blob unknown" push (or mount) the blobs again and retry."""
+        from .registry.manifest_put import put_manifest_recovering
 
-        A registry can deny a blob it has while another client commits the same blob to the same
-        repository: distribution 2.8's filesystem driver rewrites the repository's blob link in place,
-        so for a moment it reads empty (distribution/distribution#4478, fixed in v3). Eight pipelines
-        pushing ModelKits that share a layer hit this in most runs.
-        """
-        from .registry import RegistryHTTPError
-
-        for attempt in range(MANIFEST_BLOB_RETRIES + 1):
-            try:
-                client.put_manifest(repo, reference, data, OCI_MANIFEST)
-                return
-            except RegistryHTTPError as e:
-                if attempt == MANIFEST_BLOB_RETRIES or not {"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"} & set(e.codes):
-                    raise
-                LOG.info("Registry reported a blob of %s:%s unknown (%s); checking blobs and retrying", repo,
-                         reference, e)
-            time.sleep(0.1 * 2**attempt)
-            self.source.parallel(lambda b: self._push_blob(client, repo, b, mount_from), blobs)
+        put_manifest_recovering(client, repo, reference, data, OCI_MANIFEST, recover=lambda: self.source.parallel(
+            lambda b: self._push_blob(client, repo, b, mount_from), blobs))
 
     def _known_remote_copy(self, dst: Reference, digest: str) -> str | None:
         """Another repository of the destination registry known (from the local store) to hold this ModelKit.

@@ -30,7 +30,6 @@ import hashlib
 import io
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +63,7 @@ from .pack import (
     load_kitfile,
     target_reference,
 )
-from .registry.errors import RegistryHTTPError
+from .registry.manifest_put import put_manifest_recovering
 from .registry.stream_upload import StreamingBlobUpload
 from .store import Descriptor, LocalStore
 
@@ -79,7 +78,6 @@ LOG = logging.getLogger("kitops_flows")
 CACHE_FILE = "cache/stream-layers.json"  # in kit's cache dir: `kitops-flows cache clear` drops these hints
 CACHE_ENTRIES = 10_000
 FINGERPRINT_VERSION = 1  # bump if the bytes of an S3 layer for the same objects could change
-MANIFEST_BLOB_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -343,19 +341,15 @@ def _encode(out: Any, media: LayerMediaType, produce: Callable[[Sink], Mapping[s
 
 
 def _put_manifest(rc: RegistryClient, repo: str, reference: str, data: bytes, blobs: Sequence[Descriptor]) -> None:
-    """PUT the manifest; on "blob unknown" (distribution#4478 while others commit the same blob) check and retry."""
-    for attempt in range(MANIFEST_BLOB_RETRIES + 1):
-        try:
-            rc.put_manifest(repo, reference, data, OCI_MANIFEST)
-            return
-        except RegistryHTTPError as e:
-            if attempt == MANIFEST_BLOB_RETRIES or not {"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"} & set(e.codes):
-                raise
-            missing = [b.digest for b in blobs if not rc.blob_exists(repo, b.digest)]
-            if missing:
-                raise RegistryError(f"registry {rc.registry} lost blob(s) {', '.join(missing)} of {repo}:{reference} "
-                                    "during a streamed push; run the pack again") from e
-        time.sleep(0.1 * 2**attempt)
+    """PUT the manifest; on a momentary "blob unknown" check the blobs are there (a streamed layer cannot be re-sent)."""
+
+    def check() -> None:
+        missing = [b.digest for b in blobs if not rc.blob_exists(repo, b.digest)]
+        if missing:
+            raise RegistryError(f"registry {rc.registry} lost blob(s) {', '.join(missing)} of {repo}:{reference} "
+                                "during a streamed push; run the pack again")
+
+    put_manifest_recovering(rc, repo, reference, data, OCI_MANIFEST, recover=check)
 
 
 __all__ = ["LayerCache", "StreamedLayer", "stream_pack"]
