@@ -8,9 +8,11 @@ and the previous completion marker must be back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,9 @@ from botocore.exceptions import ClientError
 
 from kitops_flows.api import KitOpsClient
 from kitops_flows.errors import S3SourceError, UnsafeLayerError
-from kitops_flows.s3.write import MARKER_NAME, META_SHA256
+from kitops_flows.s3 import write
+from kitops_flows.s3.parallel import BoundedPool
+from kitops_flows.s3.write import MARKER_NAME, META_SHA256, S3PrefixWriter
 from kitops_flows.store import LocalStore
 from kitops_flows.unpack_s3 import unpack_to_s3
 
@@ -231,3 +235,142 @@ def test_bad_policy_and_control_dir_names_are_refused(s3: Any, tmp_path: Path) -
     with pytest.raises(UnsafeLayerError, match=r"s3://serve/serve/\.kitops-flows/complete\.json: .*marker"):
         unpack_to_s3(kit2, "w/e:v1", None, DEST, existing="overwrite")
     assert _snapshot(c) == {}
+
+
+# -- parallel uploads (kitops_flows.s3.parallel) -----------------------------------------------------------
+
+MANY = {f"many/f{i:03}.txt": os.urandom(3000 + i) for i in range(48)}
+GUARD = 60  # seconds a held call waits at most: a deadlock guard, never reached when the code is right
+
+
+class _PutProbe(boto3.session.Session):
+    """A session whose S3 clients count their concurrent ``put_object`` calls and the bytes those carry.
+
+    ``hold(key)`` runs inside each call, before the request is sent (to make calls meet)."""
+
+    def __init__(self, hold: Callable[[str], None] = lambda key: None) -> None:
+        super().__init__()
+        self.hold, self.lock = hold, threading.Lock()
+        self.active = self.peak = self.active_bytes = self.peak_bytes = 0
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        c = super().client(*args, **kwargs)
+        put = c.put_object
+
+        def counted(**params: Any) -> Any:
+            size = len(params.get("Body") or b"")
+            with self.lock:
+                self.active += 1
+                self.active_bytes += size
+                self.peak, self.peak_bytes = max(self.peak, self.active), max(self.peak_bytes, self.active_bytes)
+            try:
+                self.hold(str(params.get("Key", "")))
+                return put(**params)
+            finally:
+                with self.lock:
+                    self.active -= 1
+                    self.active_bytes -= size
+
+        c.put_object = counted
+        return c
+
+
+def _pools(monkeypatch: pytest.MonkeyPatch) -> list[BoundedPool]:
+    """Every BoundedPool the writer makes from now on, to read its counters."""
+    made: list[BoundedPool] = []
+
+    class Recorded(BoundedPool):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(write, "BoundedPool", Recorded)
+    return made
+
+
+def _data_versions(c: Any) -> list[tuple[str, str]]:
+    """(key, version id) of every object version outside our control directory (marker, staging)."""
+    return sorted((v["Key"], v["VersionId"]) for v in c.list_object_versions(Bucket=BUCKET).get("Versions", [])
+                  if not v["Key"].startswith("serve/.kitops-flows/"))
+
+
+def test_small_files_upload_in_parallel(s3: Any, tmp_path: Path) -> None:
+    c = s3.client()
+    c.create_bucket(Bucket=BUCKET)
+    kit = _modelkit(tmp_path, MANY)
+    meet = threading.Barrier(2, timeout=GUARD)  # the first two PUTs wait for each other: only parallel ones can
+
+    def hold(key: str) -> None:
+        if key.endswith(("f000.txt", "f001.txt")):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                meet.wait()
+
+    probe = _PutProbe(hold)
+    result = unpack_to_s3(kit, "w/d:v1", None, DEST, session=probe)
+    assert not meet.broken and probe.peak > 1
+    assert len(result.uploaded) == len(MANY)
+    assert {k: v[0] for k, v in _snapshot(c).items() if k != MARKER} == {f"serve/data/{k}": v for k, v in MANY.items()}
+
+
+def test_bytes_in_flight_stay_under_the_cap(s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = s3.client()
+    c.create_bucket(Bucket=BUCKET)
+    cap = 4 * 3100  # about four of the files
+    monkeypatch.setattr(write, "UPLOAD_BYTES_IN_FLIGHT", cap)
+    pools = _pools(monkeypatch)
+    kit = _modelkit(tmp_path, MANY)
+    probe = _PutProbe()
+    unpack_to_s3(kit, "w/d:v1", None, DEST, session=probe)
+    (pool,) = pools
+    # read and not yet sent (the pool's count) and being sent (the client's): never more than the cap
+    assert 0 < pool.peak_bytes <= cap and 0 < probe.peak_bytes <= cap
+    assert pool.peak_items <= pool.max_pending
+    assert len(_snapshot(c, "serve/data/")) == len(MANY)
+
+
+@pytest.mark.parametrize("versioned", [False, True], ids=["unversioned", "versioned"])
+def test_a_failure_among_parallel_uploads_loses_nothing_and_leaves_nothing(
+        s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, versioned: bool) -> None:
+    c = s3.client()
+    before = _previous_release(c, versioned)
+    versions_before = _data_versions(c)
+    kit = _modelkit(tmp_path, NEW | MANY)
+    # f020's PUT is still in flight when f030's is denied; it finishes only once the rollback has begun,
+    # so a rollback that did not wait for it would leave f020 behind
+    rolling_back = threading.Event()
+    rollback = S3PrefixWriter.rollback
+
+    def noted_rollback(self: S3PrefixWriter) -> list[str]:
+        rolling_back.set()
+        return rollback(self)
+
+    monkeypatch.setattr(S3PrefixWriter, "rollback", noted_rollback)
+    calls: list[tuple[str, str]] = []
+    session = _session(("PutObject", lambda k: k.endswith("many/f030.txt")), calls=calls)
+
+    def hold(params: dict[str, Any], **_: Any) -> None:
+        if str(params.get("Key", "")).endswith("many/f020.txt"):
+            rolling_back.wait(GUARD)
+
+    session.events.register("before-parameter-build.s3.PutObject", hold)
+    with pytest.raises(S3SourceError, match=r"s3://serve/serve/data/many/f030\.txt: access denied while uploading"):
+        unpack_to_s3(kit, "w/d:v1", None, DEST, session=session, existing="overwrite", delete=True)
+    assert ("PutObject", "serve/data/many/f020.txt") in calls  # it was sent: the rollback deleted it afterwards
+    assert _snapshot(c) == before
+    if versioned:  # every version we wrote was deleted by its id: the previous versions are all that is left
+        assert _data_versions(c) == versions_before
+
+
+def test_a_failure_among_parallel_copies_of_the_commit_restores_every_object(s3: Any, tmp_path: Path) -> None:
+    c = s3.client()
+    c.create_bucket(Bucket=BUCKET)
+    old = {f"serve/data/{k}": b"old " + v for k, v in MANY.items()}
+    for key, body in old.items():
+        c.put_object(Bucket=BUCKET, Key=key, Body=body)
+    before = _snapshot(c)
+    kit = _modelkit(tmp_path, MANY)
+    for operation, key in (("CopyObject", "/old/data/many/f030.txt"), ("CopyObject", "serve/data/many/f030.txt")):
+        with pytest.raises(S3SourceError, match="f030.txt: access denied while copying"):
+            unpack_to_s3(kit, "w/d:v1", None, DEST, existing="overwrite",
+                         session=_session((operation, lambda k, key=key: k.endswith(key))))
+        assert _snapshot(c) == before, key

@@ -8,6 +8,7 @@ One module per job, none of them aware of the store, the registry or the API:
 - ``layers``     the pack hook: S3 sources as layer tars byte-identical to local files
 - ``remote``     kit's remote datasets (``remotePath: s3://…``), checked at pack, downloaded verified
 - ``write``      ``S3PrefixWriter``: safe, all-or-nothing writes of files into a prefix
+- ``parallel``   ``BoundedPool``: write's calls on a few threads, bytes in flight capped, first failure stops all
 
 What composes S3 with the store and registries lives above, beside the API:
 ``unpack_s3.unpack_to_s3`` and ``idempotent.pack_if_changed``.

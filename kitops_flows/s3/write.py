@@ -38,6 +38,15 @@ Commit order, each step undone by ``rollback`` if a later one fails:
 
 Every upload carries its sha256 as metadata; single PUTs send ``Content-MD5`` and multipart uploads
 are checked with a HEAD, and the bytes read are hashed and compared with the verification pass.
+
+Round trips overlap (``parallel.BoundedPool``, ``WORKERS`` threads): a small file is read and
+verified in the caller's thread (the layer is one tar stream), then its PUT goes to a worker, with at
+most ``UPLOAD_BYTES_IN_FLIGHT`` read and not yet sent; a large file uploads in the caller's thread
+(multipart, concurrent parts) while the small ones in flight go on. The backup and placing copies of
+the commit run on the same workers, one step after the other. The first failure stops new work;
+``commit`` raises it (naming the key) before placing anything, and ``rollback`` first waits for every
+call in flight, so no object appears after it. What was written is recorded under a lock, as calls end
+in any order.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ import base64
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
@@ -54,10 +64,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..digests import CHUNK
 from ..errors import S3SourceError, UnsafeLayerError
-from .uris import S3Uri
+from .parallel import BoundedPool
+from .uris import WORKERS, S3Uri, s3_error
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 LOG = logging.getLogger("kitops_flows")
 
@@ -71,6 +82,8 @@ STAGING_DIR = f"{CONTROL_DIR}/staging"
 MARKER_KIND = "kitops-flows/s3-unpack"
 SINGLE_PUT_LIMIT = 8 << 20  # files up to this size go in one PUT with Content-MD5
 COPY_LIMIT = 5 << 30  # CopyObject's limit; larger objects use the managed multipart copy
+#: Small files read and verified but not yet uploaded (memory stays flat whatever the layer's size).
+UPLOAD_BYTES_IN_FLIGHT = 64 << 20
 _SHOWN = 5  # keys named in an error message
 
 
@@ -130,11 +143,15 @@ class S3PrefixWriter:
         self._extras: list[str] = []
         self._old_marker: tuple[bytes, str] | None = None
         self._marker_removed = False
-        self._created: list[tuple[str, str]] = []  # (key, version id) of keys that did not exist before
+        # what was written, recorded by the worker threads as their calls start and end (under _lock)
+        self._lock = threading.Lock()
+        self._created: dict[str, str] = {}  # key -> version id, of keys that did not exist before
         self._staged: list[str] = []
         self._backups: list[str] = []
         self._placed: list[_Placed] = []
         self._written: set[str] = set()
+        # the module's sizes are read here, per writer, so a test or bench can change them
+        self._pool = BoundedPool(WORKERS, UPLOAD_BYTES_IN_FLIGHT)
         self._done = False
 
     # -- plan ------------------------------------------------------------------------------------------
@@ -213,28 +230,48 @@ class S3PrefixWriter:
         action = self._action[name]
         if action in ("same", "keep"):
             return
-        if action == "new":
-            key = self.loc.key + name
-            self._created.append((key, ""))  # the key did not exist: deleting it on failure loses nothing
-        else:
-            key = self.staging + "new/" + name
-            self._staged.append(key)
-        version = self._upload(key, reader, f)
-        if action == "new" and version:
-            self._created[-1] = (key, version)
-        self._written.add(name)
+        key = self.loc.key + name if action == "new" else self.staging + "new/" + name
+        if f.size <= SINGLE_PUT_LIMIT:  # read and verified here (the tar stream is sequential), PUT on a worker
+            self._pool.submit_bytes(f.size, lambda: self._read_verified(key, reader, f),
+                                    lambda body: self._recorded(name, action, key, lambda: self._put(key, body, f)))
+        else:  # multipart, its parts already concurrent: here, beside the small PUTs in flight
+            self._pool.check()  # an earlier failure stops the rest before a long upload starts
+            self._recorded(name, action, key, lambda: self._upload_large(key, reader, f))
 
-    def _upload(self, key: str, reader: Any, f: PlannedFile) -> str:
+    def _recorded(self, name: str, action: str, key: str, upload: Callable[[], str]) -> None:
+        """Run ``upload`` (returns the version id), recording the key before it starts and the result after."""
+        with self._lock:  # recorded before: a failed or interrupted upload may still have written
+            if action == "new":
+                self._created[key] = ""  # the key did not exist: deleting it on failure loses nothing
+            else:
+                self._staged.append(key)
+        version = upload()
+        with self._lock:
+            if action == "new" and version:
+                self._created[key] = version  # deleting this version leaves no trace on a versioned bucket
+            self._written.add(name)
+
+    def _read_verified(self, key: str, reader: Any, f: PlannedFile) -> bytes:
+        data = _read_exact(reader, f.size)
+        if hashlib.sha256(data).hexdigest() != f.sha256:
+            raise S3SourceError(f"{self.loc.child(key)}: the layer's bytes changed since they were verified")
+        return data
+
+    def _put(self, key: str, data: bytes, f: PlannedFile) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        try:
+            resp = self.s3.put_object(Bucket=self.loc.bucket, Key=key, Body=data, ContentMD5=md5,
+                                      Metadata={META_SHA256: f.sha256})
+        except (ClientError, BotoCoreError) as e:  # raised in the caller's thread later: name the key now
+            raise s3_error(e, self.loc.child(key), "uploading") from e
+        return str(resp.get("VersionId") or "")
+
+    def _upload_large(self, key: str, reader: Any, f: PlannedFile) -> str:
         from boto3.s3.transfer import TransferConfig
 
         meta = {META_SHA256: f.sha256}
-        if f.size <= SINGLE_PUT_LIMIT:
-            data = _read_exact(reader, f.size)
-            if hashlib.sha256(data).hexdigest() != f.sha256:
-                raise S3SourceError(f"{self.loc.child(key)}: the layer's bytes changed since they were verified")
-            md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-            resp = self.s3.put_object(Bucket=self.loc.bucket, Key=key, Body=data, ContentMD5=md5, Metadata=meta)
-            return str(resp.get("VersionId") or "")
         hashing = _HashingReader(reader)
         config = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT, multipart_chunksize=SINGLE_PUT_LIMIT,
                                 max_concurrency=4)
@@ -252,6 +289,7 @@ class S3PrefixWriter:
 
     def commit(self, marker: Mapping[str, Any]) -> SyncOutcome:
         """Back up, place, write the marker, delete extras, clean up. ``marker`` adds fields to the marker."""
+        self._pool.wait()  # every upload done; the first failure stops here, before anything is placed
         unwritten = [n for n, a in self._action.items() if a in ("new", "replace") and n not in self._written]
         if unwritten:
             raise S3SourceError(f"{self.loc}: {len(unwritten)} planned file(s) were never read back "
@@ -259,19 +297,16 @@ class S3PrefixWriter:
         replace = sorted(n for n, a in self._action.items() if a == "replace")
         if replace and not self.versioned:
             self._journal(replace)
-            for name in replace:
+            for name in replace:  # every backup done before the first object is replaced
                 backup = self.staging + "old/" + name
-                self._copy(self.loc.key + name, backup)
-                self._backups.append(backup)
+                self._backups.append(backup)  # removing a backup that was never written loses nothing
                 self._placed.append(_Placed(self.loc.key + name, backup_key=backup))
+                self._pool.submit(lambda src=self.loc.key + name, dst=backup: self._copy(src, dst))
+            self._pool.wait()
         for i, name in enumerate(replace):
-            key = self.loc.key + name
-            if self.versioned:
-                self._placed.append(_Placed(key))
-                self._placed[-1].new_version = self._copy(self.staging + "new/" + name, key)
-            else:
-                self._placed[i].new_version = "placing"  # from here on the key holds (or may hold) new bytes
-                self._copy(self.staging + "new/" + name, key)
+            self._pool.submit(lambda i=i, name=name: self._place(i, name))
+        self._pool.wait()
+        self._pool.close()
         self._write_marker(marker)
         self._done = True  # the copy is complete: no rollback from here on
         out = self._outcome()
@@ -280,6 +315,17 @@ class S3PrefixWriter:
         finally:
             self._cleanup_staging()
         return out
+
+    def _place(self, i: int, name: str) -> None:
+        key = self.loc.key + name
+        if self.versioned:
+            version = self._copy(self.staging + "new/" + name, key)
+            with self._lock:
+                self._placed.append(_Placed(key, new_version=version))
+        else:
+            with self._lock:
+                self._placed[i].new_version = "placing"  # from here on the key holds (or may hold) new bytes
+            self._copy(self.staging + "new/" + name, key)
 
     def _journal(self, replace: list[str]) -> None:
         doc = {"prefix": str(self.loc), "run": self.run,
@@ -290,6 +336,14 @@ class S3PrefixWriter:
 
     def _copy(self, src: str, dst: str, src_version: str = "") -> str:
         """Server-side copy, metadata included; returns the new version id (versioned buckets)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self._copy_object(src, dst, src_version)
+        except (ClientError, BotoCoreError) as e:  # may be raised in the caller's thread later: name both keys
+            raise s3_error(e, self.loc.child(dst), f"copying {self.loc.child(src)} there") from e
+
+    def _copy_object(self, src: str, dst: str, src_version: str) -> str:
         source: dict[str, str] = {"Bucket": self.loc.bucket, "Key": src}
         if src_version:
             source["VersionId"] = src_version
@@ -360,6 +414,8 @@ class S3PrefixWriter:
         """
         if self._done:
             return []
+        self._pool.cancel()  # drop what has not started, wait for what has: nothing is written after this
+        self._pool.close()
         problems: list[str] = []
         kept_backups: set[str] = set()
         for p in reversed(self._placed):
@@ -374,7 +430,7 @@ class S3PrefixWriter:
                 where = self.loc.child(p.backup_key) if p.backup_key else "its previous version"
                 problems.append(f"could not restore {self.loc.child(p.key)} ({e}); the previous object is at {where}")
                 kept_backups.add(p.backup_key)
-        if not _delete_keys(self.s3, self.loc.bucket, self._created):
+        if not _delete_keys(self.s3, self.loc.bucket, list(self._created.items())):
             problems.append(f"could not delete every new object this call wrote under {self.loc}")
         if self._marker_removed and self._old_marker is not None:
             try:
