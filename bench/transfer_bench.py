@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from childenv import child_env, warm  # noqa: E402
 from services import CountingProxy, RegistryServer  # noqa: E402
 from wan_proxy import WanProxy  # noqa: E402
 
@@ -67,7 +68,7 @@ class Samples:
 
 def ours(home: Path, action: str, *refs: str) -> tuple[float, float]:
     out = subprocess.run([sys.executable, "-c", CHILD, str(home), action, *refs], check=True, capture_output=True,
-                         text=True, cwd=ROOT)
+                         text=True, cwd=ROOT, env=child_env(home.parent))
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return result["seconds"], result["rss_mb"]
 
@@ -212,6 +213,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
+        warm(work, "kitops_flows.api", "kitops_flows.registry.client", "kitops_flows.sources")
         for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
             mine, theirs, size, largest = run_case(case, work, args.size_mb, args.rounds, wan)
             rows.append((case, mine, theirs, size, largest))

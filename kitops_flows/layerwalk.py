@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO
@@ -49,7 +49,7 @@ Warn = Callable[[str], None]
 _TAR_MODE_BITS = 0o7777
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1 µs per file, 20 ms for 20,000 files
 class LayerMember:
     """One tar entry: ``name`` in the tar (``/``-separated, no ``./``), ``path`` on disk."""
 
@@ -58,6 +58,20 @@ class LayerMember:
     is_dir: bool
     mode: int  # permission bits + setuid/setgid/sticky, as tar.FileInfoHeader keeps them
     size: int  # 0 for directories
+    # While the walk is at this member: its directory's open fd and its own name there, so it is opened
+    # with a one-component lookup (``open_member``); -1 when the member was built by hand.
+    dir_fd: int = field(default=-1, compare=False)
+    base: str = field(default="", compare=False)
+
+
+def open_member(m: LayerMember) -> int:
+    """Open a file member for reading (never through a symlink); PackError naming it if that fails."""
+    try:
+        if m.dir_fd >= 0:
+            return os.open(m.base, _OPEN_FLAGS, dir_fd=m.dir_fd)
+        return os.open(m.path, _OPEN_FLAGS)
+    except OSError as e:
+        raise PackError(f"failed to open {m.name} for packing: {e.strerror}") from None
 
 
 def _is_within(path: str, directory: str) -> bool:
@@ -122,7 +136,6 @@ def iter_layer_members(
     prune_ignored = not ignore.has_exclusions
     base_prefix = base + "/"
     base_has_dots = ".." in base
-    total = 0
 
     # walked paths are clean already: skip matches()' normalisation (per-file cost with 20,000 files);
     # without "!" rules an excluded directory is pruned, so a walked path's parent matched nothing
@@ -131,54 +144,79 @@ def iter_layer_members(
     def excluded(rel: str) -> bool:
         return matches(rel) or (bool(claimed) and any(_is_within(rel, p) for p in claimed))
 
-    # Depth-first, children sorted bytewise, exactly as filepath.Walk visits them.
-    stack: list[Iterator[tuple[str, os.DirEntry[str]]]] = [_sorted_children(context, "")]
-    while stack:
-        try:
-            rel, entry = next(stack[-1])
-        except StopIteration:
-            stack.pop()
-            continue
-        inside = base == "." or rel == base or rel.startswith(base_prefix)
-        if not inside and not base.startswith(rel + "/"):
-            continue  # neither below nor above the layer path: pruned
-        if (base_has_dots or ".." in rel) and not _kit_same_tree(base, rel):
-            warn(f"Skipping {rel}: kit leaves out paths whose names contain '..' (rename it to pack it)")
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue  # vanished since the directory was listed
-        except OSError as e:
-            raise PackError(f"cannot stat {rel} in {context}: {e.strerror}") from None
-        mode = st.st_mode
-        is_dir = stat.S_ISDIR(mode)
-        if not is_dir and not stat.S_ISREG(mode):
-            if inside and not excluded(rel):
-                if stat.S_ISLNK(mode):
-                    warn(f"Skipping symlink {rel} (symlinks are not supported)")
-                else:
-                    warn(f"Skipping {rel}: only regular files and directories can be packed")
-            continue
-        if excluded(rel):
-            if is_dir and not prune_ignored:
-                stack.append(_sorted_children(context, rel))
-            continue
-        if is_dir:
-            yield LayerMember(rel, entry.path, True, mode & _TAR_MODE_BITS, 0)
-            stack.append(_sorted_children(context, rel))
-        else:
-            total += st.st_size
-            yield LayerMember(rel, entry.path, False, mode & _TAR_MODE_BITS, st.st_size)
+    # Depth-first, children sorted bytewise, exactly as filepath.Walk visits them. Each directory on the
+    # stack is held open: its entries are stat'ed and opened relative to it (one path component per lookup
+    # instead of the whole path, a visible share of the time with 20,000 files).
+    stack: list[tuple[int, str, Iterator[tuple[str, os.DirEntry[str]]]]] = []
+    _push_dir(stack, None, context, context, context, ".", flags=_ROOT_FLAGS)  # the context may be a symlink
+    total = 0
+    try:
+        while stack:
+            dir_fd, directory, children = stack[-1]
+            try:
+                rel, entry = next(children)
+            except StopIteration:
+                stack.pop()
+                os.close(dir_fd)
+                continue
+            inside = base == "." or rel == base or rel.startswith(base_prefix)
+            if not inside and not base.startswith(rel + "/"):
+                continue  # neither below nor above the layer path: pruned
+            if (base_has_dots or ".." in rel) and not _kit_same_tree(base, rel):
+                warn(f"Skipping {rel}: kit leaves out paths whose names contain '..' (rename it to pack it)")
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # vanished since the directory was listed
+            except OSError as e:
+                raise PackError(f"cannot stat {rel} in {context}: {e.strerror}") from None
+            mode = st.st_mode
+            is_dir = stat.S_ISDIR(mode)
+            if not is_dir and not stat.S_ISREG(mode):
+                if inside and not excluded(rel):
+                    if stat.S_ISLNK(mode):
+                        warn(f"Skipping symlink {rel} (symlinks are not supported)")
+                    else:
+                        warn(f"Skipping {rel}: only regular files and directories can be packed")
+                continue
+            path = directory + "/" + entry.name
+            if excluded(rel):
+                if is_dir and not prune_ignored:
+                    _push_dir(stack, dir_fd, entry.name, path, context, rel)
+                continue
+            if is_dir:
+                yield LayerMember(rel, path, True, mode & _TAR_MODE_BITS, 0, dir_fd, entry.name)
+                _push_dir(stack, dir_fd, entry.name, path, context, rel)
+            else:
+                total += st.st_size
+                yield LayerMember(rel, path, False, mode & _TAR_MODE_BITS, st.st_size, dir_fd, entry.name)
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
     if total == 0:
         warn(f"No files detected in {label} with path {base}")
 
 
-def _sorted_children(context: str, rel: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """(relative path, entry) of a directory's children, sorted by their bytes like Go's sort.Strings."""
-    directory = os.path.join(context, rel) if rel else context
+def _push_dir(stack: list[tuple[int, str, Iterator[tuple[str, os.DirEntry[str]]]]], parent_fd: int | None,
+              name: str, path: str, context: str, rel: str, *, flags: int = 0) -> None:
+    """Open directory ``name`` (relative to ``parent_fd``) and push it with its sorted children."""
     try:
-        with os.scandir(directory) as it:
+        fd = os.open(name, flags or _DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as e:
+        raise PackError(f"cannot read directory {rel} in {context}: {e.strerror}") from None
+    try:
+        children = _sorted_children(fd, context, "" if rel == "." else rel)
+    except BaseException:
+        os.close(fd)
+        raise
+    stack.append((fd, path, children))
+
+
+def _sorted_children(dir_fd: int, context: str, rel: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(relative path, entry) of a directory's children, sorted by their bytes like Go's sort.Strings."""
+    try:
+        with os.scandir(dir_fd) as it:
             entries = list(it)
     except OSError as e:
         raise PackError(f"cannot read directory {rel or '.'} in {context}: {e.strerror}") from None
@@ -211,10 +249,12 @@ def write_tar_layer(
             write_tar_layer(ctx, "model", ["data", "."], IgnoreRules.from_context(ctx), blob, log.warning,
                             kind="model")
 
-    One thread does it all, in walk order: small files are read with one ``read`` each and their
-    entries gathered into ~1 MiB writes (one hash update per MiB), big files are streamed. Read-ahead
-    threads (walker, reader) were measured against this on a loaded 2-core machine: handing the GIL
-    back and forth per file cost more than the overlapped syscalls saved (bench/pack_bench.py).
+    The walk runs in the caller's thread, in walk order: files are stat'ed and opened relative to their
+    open directory, small ones read with one ``read`` each and their entries gathered into ~1 MiB writes,
+    big files streamed. Hashing and writing those MiB is ``out``'s business: pack gives a
+    ``WriteBehind``, which does it on a second thread. Read-ahead threads (walker, reader) were measured
+    against this: handing the GIL back and forth per file cost more than the overlapped syscalls saved
+    (bench/pack_bench.py); a hand-off per MiB costs nothing visible.
     """
     writer = GoTarWriter(out)
     for m in iter_layer_members(context_dir, layer_path, other_layer_paths, ignore, warn, kind=kind):
@@ -235,10 +275,7 @@ def _read_small(m: LayerMember) -> bytes | None:
     this also checks it did not grow); None when it is big or changed size: the caller streams and checks it."""
     if m.size > SMALL_FILE:
         return None
-    try:
-        fd = os.open(m.path, _OPEN_FLAGS)
-    except OSError as e:
-        raise PackError(f"failed to open {m.name} for packing: {e.strerror}") from None
+    fd = open_member(m)
     try:
         data = os.read(fd, m.size + 1)
     finally:
@@ -247,10 +284,7 @@ def _read_small(m: LayerMember) -> bytes | None:
 
 
 def _add_streamed(writer: GoTarWriter, m: LayerMember) -> None:
-    try:
-        fd = os.open(m.path, _OPEN_FLAGS)
-    except OSError as e:
-        raise PackError(f"failed to open {m.name} for packing: {e.strerror}") from None
+    fd = open_member(m)
     try:
         writer.add_file(m.name, m.mode, m.size, _FdReader(fd))  # type: ignore[arg-type]
     finally:
@@ -258,6 +292,8 @@ def _add_streamed(writer: GoTarWriter, m: LayerMember) -> None:
 
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS = _OPEN_FLAGS | getattr(os, "O_DIRECTORY", 0)
+_ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_DIRECTORY", 0)
 
 
 class _FdReader:
@@ -276,4 +312,4 @@ class _FdReader:
         return os.readv(self._fd, [buf])
 
 
-__all__ = ["LayerMember", "iter_layer_members", "write_tar_layer"]
+__all__ = ["LayerMember", "iter_layer_members", "open_member", "write_tar_layer"]

@@ -49,6 +49,7 @@ from .modelkit import ModelKitDescriptor, describe
 from .modelpack import check_modelpack, modelpack_config
 from .reference import DEFAULT_REGISTRY, DEFAULT_REPOSITORY, Reference, parse_reference
 from .store import Descriptor, LocalStore
+from .writebehind import WriteBehind
 
 LOG = logging.getLogger("kitops_flows")
 CLI_VERSION = f"kitops-flows/{__version__}"
@@ -215,18 +216,20 @@ def _build_layer(
     )
     annotations = layer_annotations(entry)
     with store.ingest() as blob:
-        compressor = compressing_writer(blob, compression)
-        # Uncompressed: the tar bytes are the blob, so digest == diffId and we hash only once.
-        diff = HashingWriter(compressor) if compressor is not None else None
-        sink: Sink = diff if diff is not None else blob
-        if source is not None:
-            annotations.update(source(entry, sink))
-        elif raw:
-            annotations[ANNOTATION_FILE_METADATA] = _copy_raw_file(context, entry, sink)
-        else:
-            write_tar_layer(context, entry.path, other_paths, ignore, sink, LOG.warning, kind=entry.kind)
-        if compressor is not None:
-            compressor.close()
+        # The blob's hashing, writing and early writeback run on a thread beside the tree walk.
+        with WriteBehind(blob, sync_fd=blob.file.fileno()) as behind:
+            compressor = compressing_writer(behind, compression)
+            # Uncompressed: the tar bytes are the blob, so digest == diffId and we hash only once.
+            diff = HashingWriter(compressor) if compressor is not None else None
+            sink: Sink = diff if diff is not None else behind
+            if source is not None:
+                annotations.update(source(entry, sink))
+            elif raw:
+                annotations[ANNOTATION_FILE_METADATA] = _copy_raw_file(context, entry, sink)
+            else:
+                write_tar_layer(context, entry.path, other_paths, ignore, sink, LOG.warning, kind=entry.kind)
+            if compressor is not None:
+                compressor.close()
         existed = store.has_blob(blob.digest)
     diff_id = diff.digest if diff is not None else blob.digest
     LOG.info("%s %s layer: %s", "Already saved" if existed else "Saved", entry.kind, blob.digest)

@@ -12,7 +12,7 @@ import pytest
 
 from kitops_flows.errors import PackError
 from kitops_flows.ignore import IgnoreRules
-from kitops_flows.layerwalk import LayerMember, iter_layer_members, write_tar_layer
+from kitops_flows.layerwalk import LayerMember, iter_layer_members, open_member, write_tar_layer
 
 
 def touch(root: Path, *names: str, data: bytes = b"x") -> None:
@@ -215,3 +215,37 @@ def test_many_files_cost_little_more_than_reading_them(tmp_path: Path) -> None:
     ours = time.perf_counter() - start
     assert count == 2000 + 9
     assert ours < 4 * bare + 0.5, f"write_tar_layer {ours:.2f}s vs bare I/O {bare:.2f}s for 2,000 files"
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_walk_holds_directories_open_only_while_inside_them(tmp_path: Path) -> None:
+    """Entries are opened relative to their directory's fd: a context reached through a symlink still
+    works, a swapped-in symlink is never followed, and no fd outlives the walk (done, abandoned or failed)."""
+    touch(tmp_path / "real", "m/a/x.bin", "m/b/y.bin", "m/c.bin", data=b"abc")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    before = _open_fds()
+    out = io.BytesIO()
+    assert write_tar_layer(tmp_path / "link", "m", [], IgnoreRules.from_patterns([]), out, print) == 6
+    assert _open_fds() == before
+    out.seek(0)
+    with tarfile.open(fileobj=out) as t:
+        assert t.getnames() == ["m", "m/a", "m/a/x.bin", "m/b", "m/b/y.bin", "m/c.bin"]
+
+    walker = iter_layer_members(tmp_path / "real", "m", [], IgnoreRules.from_patterns([]), print)
+    assert [next(walker).name for _ in range(3)] == ["m", "m/a", "m/a/x.bin"]
+    walker.close()  # abandoned mid-walk
+    assert _open_fds() == before
+
+    # a file replaced by a symlink after the walk listed it: O_NOFOLLOW refuses to read through it
+    walker = iter_layer_members(tmp_path / "real", "m", [], IgnoreRules.from_patterns([]), print)
+    with pytest.raises(PackError, match="failed to open m/a/x.bin"):
+        for m in walker:
+            if m.name == "m/a/x.bin":
+                os.remove(m.path)
+                os.symlink("/etc/passwd", m.path)
+                open_member(m)
+    walker.close()
+    assert _open_fds() == before
