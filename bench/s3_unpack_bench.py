@@ -47,9 +47,9 @@ import json, os, sys, time, boto3
 from concurrent.futures import ThreadPoolExecutor
 from botocore.config import Config
 bucket, data, prefix, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+t = time.perf_counter()  # from the client's creation, as unpack_to_s3 makes its own
 c = boto3.client("s3", config=Config(max_pool_connections=threads + 2))
 names = sorted(os.listdir(data))
-t = time.perf_counter()
 def put(name):
     with open(os.path.join(data, name), "rb") as f:
         c.put_object(Bucket=bucket, Key=prefix + "data/" + name, Body=f.read())
