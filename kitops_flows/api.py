@@ -20,14 +20,16 @@ build one per task from their own connection/block/resource config.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
+from .aws import credentials_named
 from .errors import KitopsError, NotFoundError, NotInLocalStoreError, RegistryError, TagExistsError
 from .filters import LayerFilter, parse_filter_list
 from .kitfile import Kitfile, is_modelkit_reference
@@ -73,6 +75,20 @@ class ListEntry:
                 "tags": list(self.tags) if self.tags else None, "modelName": self.model_name or "<none>",
                 "size": self.size, "author": self.author or "<none>"}
 
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _names_s3_credentials(method: Callable[Concatenate[KitOpsClient, _P], _R]
+                          ) -> Callable[Concatenate[KitOpsClient, _P], _R]:
+    """S3 credential errors raised by ``method`` name the client's ``s3_session`` source (``aws.credentials_named``)."""
+    @functools.wraps(method)
+    def wrapper(self: KitOpsClient, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with credentials_named(self.s3_session):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 @dataclass
 class KitOpsClient:
@@ -139,6 +155,7 @@ class KitOpsClient:
         return ProgressReporter(label, total=total, on_update=self.progress)
 
     # -- pack / local store ---------------------------------------------------------------------------
+    @_names_s3_credentials
     def pack(
         self,
         context_dir: Path | str,
@@ -532,6 +549,7 @@ class KitOpsClient:
         return out
 
     # -- unpack -------------------------------------------------------------------------------------------
+    @_names_s3_credentials
     def unpack(
         self,
         reference: str,
@@ -642,6 +660,7 @@ class KitOpsClient:
 
         return pack_if_changed(self, context_dir, reference=reference, sources=sources, **pack_kwargs)
 
+    @_names_s3_credentials
     def unpack_to_s3(self, reference: str, filters: Sequence[str] | str | None, dest: str, *,
                      existing: str = "error", delete: bool = False,
                      ) -> S3UnpackResult:  # noqa: F821 - imported lazily (boto3 is optional)
@@ -656,6 +675,7 @@ class KitOpsClient:
 
         return unpack_to_s3(self, reference, filters, dest, existing=existing, delete=delete)
 
+    @_names_s3_credentials
     def download_remote_datasets(self, reference: str, dest: Path | str, *, overwrite: bool = False) -> list[Path]:
         """Fetch a ModelKit's ``remotePath: s3://`` datasets into ``dest`` (kit's ``--include-remote``), verified."""
         from .s3 import download_remote_datasets

@@ -15,11 +15,12 @@ profiles configured there apply too. The plugins build one each::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import KitopsError
+from .errors import KitopsError, S3CredentialsError
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,22 @@ class S3ClientFactory:
         return self.source
 
 
+@contextlib.contextmanager
+def credentials_named(session: object) -> Iterator[None]:
+    """Make S3 credential errors raised inside name ``session``'s source (an ``S3ClientFactory``'s).
+
+    The translation of botocore's errors happens deep in the S3 code, which sees a client, not where its
+    credentials came from; ``KitOpsClient`` wraps its S3 operations in this, so an Airflow user reads
+    "check aws_conn_id 'aws_prod'" instead of boto3's environment and profile chain.
+    """
+    try:
+        yield
+    except S3CredentialsError as e:
+        if isinstance(session, S3ClientFactory):
+            e.credentials = session.source
+        raise
+
+
 def merged_config(ours: Any, theirs: Any) -> Any:
     """Our retry/pool botocore ``Config`` merged under one the orchestrator configured (theirs wins)."""
     if ours is None:
@@ -47,4 +64,4 @@ def merged_config(ours: Any, theirs: Any) -> Any:
     return ours.merge(theirs)
 
 
-__all__ = ["S3ClientFactory", "merged_config"]
+__all__ = ["S3ClientFactory", "credentials_named", "merged_config"]

@@ -66,3 +66,37 @@ class TagExistsError(RegistryError):
 
 class S3SourceError(KitopsError):
     """An S3 source or destination could not be read or written."""
+
+
+#: Where credentials come from when nobody said: boto3's own chain.
+BOTO3_CREDENTIALS = "the credentials boto3 found (env, profile, role or the session passed in)"
+
+
+class S3CredentialsError(S3SourceError):
+    """S3 refused the credentials, or there were none. The message names where they came from.
+
+    ``credentials`` starts as boto3's chain; ``KitOpsClient`` replaces it with the orchestrator's source
+    (an Airflow connection, a Prefect block, a Dagster resource) when it was given one, so the error
+    points at what the user configured, not at boto3:
+
+    >>> e = S3CredentialsError("s3://b/k", "listing", "AccessDenied")
+    >>> e.credentials = "Airflow connection 'aws_prod' (aws_conn_id)"
+    >>> str(e)
+    "s3://b/k: access denied while listing (AccessDenied); check Airflow connection 'aws_prod' (aws_conn_id) and the bucket policy"
+    """
+
+    def __init__(self, uri: str, action: str, code: str, credentials: str = BOTO3_CREDENTIALS) -> None:
+        super().__init__(uri, action, code, credentials)
+        self.uri, self.action, self.code, self.credentials = uri, action, code, credentials
+
+    def __reduce__(self) -> tuple[type[S3CredentialsError], tuple[str, str, str, str]]:
+        # crosses process boundaries (Dagster's multiprocess executor, Dask) with the credentials' source
+        return type(self), (self.uri, self.action, self.code, self.credentials)
+
+    def __str__(self) -> str:
+        if self.code == "NoCredentials":
+            fix = ("set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or pass a boto3 session"
+                   if self.credentials == BOTO3_CREDENTIALS else f"check {self.credentials}: it gave none")
+            return f"{self.uri}: no AWS credentials found while {self.action}; {fix}"
+        return (f"{self.uri}: access denied while {self.action} ({self.code}); check {self.credentials} "
+                "and the bucket policy")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -142,14 +141,14 @@ def fingerprint_inputs(
             continue
         others = paths[:i] + paths[i + 1:]
         for member in iter_layer_members(context, entry.path, others, ignore, lambda _msg: None, kind=entry.kind):
-            st = os.lstat(member.path)
             if member.is_dir:
-                files.append(FileStamp(i, member.name, member.mode, 0, st.st_mtime_ns, ""))
+                files.append(FileStamp(i, member.name, member.mode, 0, member.mtime_ns, ""))
                 continue
-            sha, read = _content_hash(member.path, st.st_size, st.st_mtime_ns, old.get(member.path))
+            size, mtime_ns = member.size, member.mtime_ns  # the walk's lstat: no second one per file
+            sha, read = _content_hash(member.path, size, mtime_ns, old.get(member.path))
             hashed += read
-            new[member.path] = [st.st_size, st.st_mtime_ns, now_ns if read else int(old[member.path][2]), sha]
-            files.append(FileStamp(i, member.name, member.mode, st.st_size, st.st_mtime_ns, sha))
+            new[member.path] = [size, mtime_ns, now_ns if read else int(old[member.path][2]), sha]
+            files.append(FileStamp(i, member.name, member.mode, size, mtime_ns, sha))
     s3 = tuple(sorted((s.entry, s.uri, s.mode, s.fingerprint()) for s in s3_inputs))
     doc = {
         "kitfile": hashlib.sha256(kitfile.to_yaml().encode()).hexdigest(),

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .aws import credentials_named
 from .errors import KitopsError, NotFoundError
 from .kitfile import Kitfile
 from .lineage.model import (
@@ -266,11 +267,12 @@ def _listed_sources(client: KitOpsClient, sources: Mapping[str, object] | None) 
     s3 = s3_client(client.s3_session)
     specs: dict[str, Any] = {}
     inputs = []
-    for label, value in sources.items():
-        spec = value if isinstance(value, S3Source) else S3Source(str(value))
-        listing = spec.listing or list_input(s3, spec.uri, entry=label, mode=spec.mode)
-        inputs.append(listing)
-        specs[label] = replace(spec, listing=listing)
+    with credentials_named(client.s3_session):
+        for label, value in sources.items():
+            spec = value if isinstance(value, S3Source) else S3Source(str(value))
+            listing = spec.listing or list_input(s3, spec.uri, entry=label, mode=spec.mode)
+            inputs.append(listing)
+            specs[label] = replace(spec, listing=listing)
     return specs, inputs
 
 

@@ -62,6 +62,7 @@ class LayerMember:
     # with a one-component lookup (``open_member``); -1 when the member was built by hand.
     dir_fd: int = field(default=-1, compare=False)
     base: str = field(default="", compare=False)
+    mtime_ns: int = field(default=0, compare=False)  # from the walk's own stat (fingerprints need no second one)
 
 
 def open_member(m: LayerMember) -> int:
@@ -186,11 +187,12 @@ def iter_layer_members(
                     _push_dir(stack, dir_fd, entry.name, path, context, rel)
                 continue
             if is_dir:
-                yield LayerMember(rel, path, True, mode & _TAR_MODE_BITS, 0, dir_fd, entry.name)
+                yield LayerMember(rel, path, True, mode & _TAR_MODE_BITS, 0, dir_fd, entry.name, st.st_mtime_ns)
                 _push_dir(stack, dir_fd, entry.name, path, context, rel)
             else:
                 total += st.st_size
-                yield LayerMember(rel, path, False, mode & _TAR_MODE_BITS, st.st_size, dir_fd, entry.name)
+                yield LayerMember(rel, path, False, mode & _TAR_MODE_BITS, st.st_size, dir_fd, entry.name,
+                                  st.st_mtime_ns)
     finally:
         for fd, _, _ in stack:
             os.close(fd)

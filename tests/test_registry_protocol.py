@@ -351,6 +351,25 @@ def test_referrers_api(server: Scripted) -> None:
     assert client.referrers("other", subject) is None  # 404: no referrers API
 
 
+def test_referrers_answer_that_is_not_an_index_means_no_api(server: Scripted) -> None:
+    """A 200 that is not an OCI index (a web UI or proxy answering unknown paths) falls back like a 404; a
+    huge or broken index is refused with the reference named, and never read whole into memory."""
+    subject = MANIFEST_DIGEST
+    server.on("GET", f"/v2/html/referrers/{subject}",
+              lambda req: (200, {"Content-Type": "text/html; charset=utf-8"}, b"<html>Registry UI</html>"))
+    huge = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [],
+                       "annotations": {"x": "y" * (5 << 20)}}).encode()
+    server.on("GET", f"/v2/huge/referrers/{subject}", lambda req: (200, {"Content-Type": OCI_INDEX}, huge))
+    server.on("GET", f"/v2/bad/referrers/{subject}",
+              lambda req: (200, {"Content-Type": f"{OCI_INDEX}; charset=utf-8"}, b"{not json"))
+    client = RegistryClient(server.host, plain_http=True)
+    assert client.referrers("html", subject) is None
+    with pytest.raises(RegistryError, match=f"the referrers index of huge@{subject} is larger than"):
+        client.referrers("huge", subject)
+    with pytest.raises(RegistryError, match="the referrers response is not an OCI index"):
+        client.referrers("bad", subject)
+
+
 def test_redirected_blob_download_gets_no_authorization(server: Scripted, tmp_path: Path) -> None:
     data = b"blob bytes from a CDN"
     digest = "sha256:" + hashlib.sha256(data).hexdigest()

@@ -497,20 +497,7 @@ class RegistryClient:
             if resp.status_code != 200:
                 raise error_from_response(resp, action, login_hint=self.login_hint)
             with resp:
-                declared = int(resp.headers.get("Content-Length") or 0)
-                if declared > max_size:
-                    raise RegistryError(self._too_big(what, declared, max_size))
-                buf = bytearray()
-                try:
-                    for block in resp.iter_content(64 << 10):
-                        buf += block
-                        if len(buf) > max_size:
-                            raise RegistryError(self._too_big(what, len(buf), max_size))
-                except requests.RequestException as e:
-                    raise TransientError(RegistryUnreachableError(
-                        f"reading manifest {what}: "
-                        f"{describe_transport_error(e, self.registry, plain_http=self.plain_http)}")) from None
-                data = bytes(buf)
+                data = self._bounded_body(resp, max_size, f"manifest {what}")
                 digest = "sha256:" + hashlib.sha256(data).hexdigest()
                 expected = reference if is_digest(reference) else resp.headers.get("Docker-Content-Digest", "")
                 if expected.startswith("sha256:") and expected != digest:
@@ -522,10 +509,26 @@ class RegistryClient:
 
         return self._retrying(attempt)
 
+    def _bounded_body(self, resp: requests.Response, limit: int, what: str) -> bytes:
+        """A streamed response's body, refused past ``limit`` bytes (declared or read); a broken read is transient."""
+        declared = int(resp.headers.get("Content-Length") or 0)
+        if declared > limit:
+            raise RegistryError(self._too_big(what, declared, limit))
+        buf = bytearray()
+        try:
+            for block in resp.iter_content(64 << 10):
+                buf += block
+                if len(buf) > limit:
+                    raise RegistryError(self._too_big(what, len(buf), limit))
+        except requests.RequestException as e:
+            raise TransientError(RegistryUnreachableError(
+                f"reading {what}: {describe_transport_error(e, self.registry, plain_http=self.plain_http)}")) from None
+        return bytes(buf)
+
     @staticmethod
     def _too_big(what: str, size: int, limit: int) -> str:
-        return (f"manifest {what} is larger than {limit} bytes ({size}+): refusing to load it; it is "
-                "not a ModelKit manifest, or raise max_size")
+        return (f"{what} is larger than {limit} bytes ({size}+): refusing to load it; it is "
+                "not a ModelKit's metadata, or raise max_size")
 
     def manifest_digest(self, repo: str, tag: str) -> str | None:
         """Digest a tag points at (``HEAD``), or None if the tag does not exist."""
@@ -619,17 +622,26 @@ class RegistryClient:
         seen: set[str] = set()
         while url and url not in seen:
             seen.add(url)
-            resp = self._get_page(url, repo, action, ok=(200, 404, 405), headers={"Accept": OCI_INDEX})
-            if resp.status_code != 200:
-                resp.close()
-                return None if not found else found
-            try:
-                doc = json.loads(resp.content[: MAX_MANIFEST_SIZE + 1])
-                items = doc.get("manifests") or []
-                found.extend(Descriptor.from_dict(d, f"referrer of {repo}@{digest}") for d in items)
-            except (ValueError, AttributeError, TypeError, RecursionError, KitopsError) as e:
-                raise RegistryError(f"{action}: the referrers response is not an OCI index ({e})") from None
-            nxt = resp.links.get("next", {}).get("url")
+            resp = self._get_page(url, repo, action, ok=(200, 404, 405), headers={"Accept": OCI_INDEX},
+                                  stream=True)
+            with resp:
+                if resp.status_code != 200:
+                    return None if not found else found
+                content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if content_type != OCI_INDEX:
+                    # The spec requires an OCI index here; a 200 of anything else is a proxy or web UI
+                    # answering an unknown path: no referrers API, the caller falls back to the tag schema.
+                    LOG.debug("%s answered GET %s with %r, not an OCI index: treating it as no referrers API",
+                              self.registry, url, content_type)
+                    return None if not found else found
+                body = self._bounded_body(resp, MAX_MANIFEST_SIZE, f"the referrers index of {repo}@{digest}")
+                try:
+                    doc = json.loads(body)
+                    items = doc.get("manifests") or []
+                    found.extend(Descriptor.from_dict(d, f"referrer of {repo}@{digest}") for d in items)
+                except (ValueError, AttributeError, TypeError, RecursionError, KitopsError) as e:
+                    raise RegistryError(f"{action}: the referrers response is not an OCI index ({e})") from None
+                nxt = resp.links.get("next", {}).get("url")
             url = urljoin(resp.url, nxt) if nxt else ""
         if artifact_type:  # the registry may ignore the filter (no OCI-Filters-Applied): apply it here
             found = [d for d in found if d.artifact_type == artifact_type]
@@ -637,10 +649,11 @@ class RegistryClient:
 
     # -- plumbing --------------------------------------------------------------------------------------
     def _get_page(self, url: str, repo: str, action: str, *, ok: Sequence[int],
-                  headers: dict[str, str] | None = None) -> requests.Response:
+                  headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
         """GET one page of a paginated listing (retried); statuses outside ``ok`` raise."""
         def attempt() -> requests.Response:
-            resp = self._attempt("GET", url, scopes=(pull_scope(repo),), action=action, headers=headers)
+            resp = self._attempt("GET", url, scopes=(pull_scope(repo),), action=action, headers=headers,
+                                 stream=stream)
             if resp.status_code not in ok:
                 raise error_from_response(resp, action, login_hint=self.login_hint)
             return resp

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import S3SourceError
+from ..errors import S3CredentialsError, S3SourceError
 
 WORKERS = 8  # parallel GETs of one streamer; the client's connection pool is sized for them
 _GONE = ("NoSuchKey", "404", "NotFound")
@@ -88,10 +88,7 @@ def s3_error(exc: BaseException, uri: str, action: str) -> S3SourceError:
     if code == "NoSuchBucket":
         return S3SourceError(f"{uri}: bucket {S3Uri.parse(uri).bucket} does not exist (while {action})")
     if code in _DENIED:
-        return S3SourceError(
-            f"{uri}: access denied while {action} ({code}); check the credentials boto3 found "
-            "(env, profile, role or the session passed in) and the bucket policy"
-        )
+        return S3CredentialsError(uri, action, code)
     if code in _CHANGED:
         return S3SourceError(f"{uri}: object changed while {action} (its ETag no longer matches the listing); "
                              "nothing was stored: retry once the writer has finished")
@@ -99,8 +96,7 @@ def s3_error(exc: BaseException, uri: str, action: str) -> S3SourceError:
         return S3SourceError(f"{uri}: object not found while {action}")
     name = type(exc).__name__
     if name == "NoCredentialsError":
-        return S3SourceError(f"{uri}: no AWS credentials found while {action}; set AWS_ACCESS_KEY_ID/"
-                             "AWS_SECRET_ACCESS_KEY, a profile, or pass a boto3 session")
+        return S3CredentialsError(uri, action, "NoCredentials")
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"):
         return S3SourceError(f"{uri}: cannot reach the S3 endpoint while {action} ({exc}); "
                              "check AWS_ENDPOINT_URL_S3 / network")
