@@ -4,6 +4,7 @@
     .venv/bin/python bench/cli_startup.py --runs 30
 
 Baseline in the same run: ``python -c pass`` with the same interpreter (its start-up and site imports).
+Every command runs from cached bytecode, as an installed copy does (``childenv.py``), after one warm-up run.
 The target of issue 18 is a median under 150 ms for both commands.
 """
 
@@ -21,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from childenv import child_env  # noqa: E402
 
 
 def timed(argv: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
@@ -51,7 +54,8 @@ def main() -> int:
         from kitops_flows.store import LocalStore
 
         KitOpsClient(store=LocalStore(Path(tmp) / "home")).pack(ctx, reference="bench/m:v1", record_lineage=False)
-        env = {**os.environ, "KITOPS_HOME": str(Path(tmp) / "home")}
+        # cached bytecode, as an installed copy has (childenv.py); the first run of each case warms it
+        env = {**child_env(Path(tmp)), "KITOPS_HOME": str(Path(tmp) / "home")}
         cases = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "kitops-flows --help": [str(cli), "--help"],
@@ -59,6 +63,7 @@ def main() -> int:
         }
         print(f"load average {os.getloadavg()[0]:.1f}; {args.runs} runs each")
         for name, argv in cases.items():
+            timed(argv, env, 1)
             wall, cpu = timed(argv, env, args.runs)
             print(f"{name:22} wall min {min(wall):5.0f} ms, median {statistics.median(wall):5.0f} ms   "
                   f"cpu median {statistics.median(cpu):5.0f} ms")
