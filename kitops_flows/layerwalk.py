@@ -158,7 +158,8 @@ def iter_layer_members(
                 rel, entry = next(children)
             except StopIteration:
                 stack.pop()
-                os.close(dir_fd)
+                if dir_fd >= 0:
+                    os.close(dir_fd)
                 continue
             inside = base == "." or rel == base or rel.startswith(base_prefix)
             if not inside and not base.startswith(rel + "/"):
@@ -195,14 +196,22 @@ def iter_layer_members(
                                   st.st_mtime_ns)
     finally:
         for fd, _, _ in stack:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
     if total == 0:
         warn(f"No files detected in {label} with path {base}")
 
 
 def _push_dir(stack: list[tuple[int, str, Iterator[tuple[str, os.DirEntry[str]]]]], parent_fd: int | None,
               name: str, path: str, context: str, rel: str, *, flags: int = 0) -> None:
-    """Open directory ``name`` (relative to ``parent_fd``) and push it with its sorted children."""
+    """Open directory ``name`` (relative to ``parent_fd``) and push it with its sorted children.
+
+    Below ``MAX_OPEN_DIRS`` levels a directory is listed by path and not held open (fd -1; its entries are
+    then stat'ed and opened by path), so a pathologically deep tree cannot exhaust the process's fds.
+    """
+    if len(stack) >= MAX_OPEN_DIRS:
+        stack.append((-1, path, _sorted_children(path, context, rel)))
+        return
     try:
         fd = os.open(name, flags or _DIR_FLAGS, dir_fd=parent_fd)
     except OSError as e:
@@ -215,10 +224,10 @@ def _push_dir(stack: list[tuple[int, str, Iterator[tuple[str, os.DirEntry[str]]]
     stack.append((fd, path, children))
 
 
-def _sorted_children(dir_fd: int, context: str, rel: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+def _sorted_children(directory: int | str, context: str, rel: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """(relative path, entry) of a directory's children, sorted by their bytes like Go's sort.Strings."""
     try:
-        with os.scandir(dir_fd) as it:
+        with os.scandir(directory) as it:
             entries = list(it)
     except OSError as e:
         raise PackError(f"cannot read directory {rel or '.'} in {context}: {e.strerror}") from None
@@ -294,6 +303,8 @@ def _add_streamed(writer: GoTarWriter, m: LayerMember) -> None:
 
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+#: Directories the walk holds open at once (one per level); deeper levels are read by path.
+MAX_OPEN_DIRS = 64
 _DIR_FLAGS = _OPEN_FLAGS | getattr(os, "O_DIRECTORY", 0)
 _ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_DIRECTORY", 0)
 

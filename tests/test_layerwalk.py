@@ -249,3 +249,23 @@ def test_walk_holds_directories_open_only_while_inside_them(tmp_path: Path) -> N
                 open_member(m)
     walker.close()
     assert _open_fds() == before
+
+
+def test_a_tree_deeper_than_the_open_directory_cap_packs_the_same_bytes(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_OPEN_DIRS levels directories are read by path, not held open: same tar, no fd left behind."""
+    from kitops_flows import layerwalk
+
+    deep = "m/" + "/".join(f"d{i}" for i in range(12))
+    touch(tmp_path, f"{deep}/leaf.bin", "m/d0/side.bin", f"{deep}/z.bin", data=b"data")
+    held = io.BytesIO()
+    write_tar_layer(tmp_path, "m", [], IgnoreRules.from_patterns([]), held, print)
+    before = _open_fds()
+    monkeypatch.setattr(layerwalk, "MAX_OPEN_DIRS", 4)
+    capped = io.BytesIO()
+    entries = write_tar_layer(tmp_path, "m", [], IgnoreRules.from_patterns([]), capped, print)
+    assert capped.getvalue() == held.getvalue() and entries == 16
+    by_path = [m.name for m in iter_layer_members(tmp_path, "m", [], IgnoreRules.from_patterns([]), print)
+               if m.dir_fd == -1]
+    assert f"{deep}/leaf.bin" in by_path and "m/d0/side.bin" not in by_path
+    assert _open_fds() == before
