@@ -269,3 +269,22 @@ def test_a_tree_deeper_than_the_open_directory_cap_packs_the_same_bytes(tmp_path
                if m.dir_fd == -1]
     assert f"{deep}/leaf.bin" in by_path and "m/d0/side.bin" not in by_path
     assert _open_fds() == before
+
+
+def test_a_directory_swapped_for_a_symlink_mid_walk_is_not_followed(tmp_path: Path) -> None:
+    """The walk opens each directory with O_NOFOLLOW relative to its parent: a directory replaced by a
+    symlink after it was listed stops the pack with its name instead of packing what the link points at."""
+    touch(tmp_path / "ctx", "m/a/x.bin", data=b"mine")
+    touch(tmp_path / "outside", "secret.txt", data=b"not yours")
+    before = _open_fds()
+    walker = iter_layer_members(tmp_path / "ctx", "m", [], IgnoreRules.from_patterns([]), print)
+    names = []
+    with pytest.raises(PackError, match=r"cannot read directory m/a in .*: (Not a directory|Too many levels of symbolic links)"):
+        for m in walker:
+            names.append(m.name)
+            if m.name == "m/a":  # listed and yielded; the walk opens it when it resumes
+                (tmp_path / "ctx" / "m" / "a" / "x.bin").unlink()
+                (tmp_path / "ctx" / "m" / "a").rmdir()
+                (tmp_path / "ctx" / "m" / "a").symlink_to(tmp_path / "outside")
+    assert names == ["m", "m/a"]
+    assert _open_fds() == before
