@@ -625,14 +625,15 @@ class RegistryClient:
             resp = self._get_page(url, repo, action, ok=(200, 404, 405), headers={"Accept": OCI_INDEX},
                                   stream=True)
             with resp:
-                if resp.status_code != 200:
-                    return None if not found else found
                 content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if content_type != OCI_INDEX:
-                    # The spec requires an OCI index here; a 200 of anything else is a proxy or web UI
-                    # answering an unknown path: no referrers API, the caller falls back to the tag schema.
-                    LOG.debug("%s answered GET %s with %r, not an OCI index: treating it as no referrers API",
-                              self.registry, url, content_type)
+                if resp.status_code != 200 or content_type != OCI_INDEX:
+                    # 404/405: no referrers API (distribution 2.8). The spec requires an OCI index on 200; a 200
+                    # of anything else is a proxy or web UI answering an unknown path: no API either. Either
+                    # way the caller falls back to the tag schema.
+                    if resp.status_code == 200:
+                        LOG.debug("%s answered GET %s with %r, not an OCI index: treating it as no referrers API",
+                                  self.registry, url, content_type)
+                    _drain(resp)
                     return None if not found else found
                 body = self._bounded_body(resp, MAX_MANIFEST_SIZE, f"the referrers index of {repo}@{digest}")
                 try:
@@ -773,6 +774,19 @@ def _make_session(concurrency: int, user_agent: str, tls_verify: bool, ca_cert: 
 
 def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
+
+
+def _drain(resp: requests.Response, limit: int = 64 << 10) -> None:
+    """Read a small unwanted body to its end, so the connection goes back to the pool instead of being dropped
+    (a streamed response closed unread costs the next request a new connection); a big one is left unread."""
+    with contextlib.suppress(requests.RequestException, ValueError):
+        if int(resp.headers.get("Content-Length") or 0) > limit:
+            return
+        read = 0
+        for block in resp.iter_content(16 << 10):
+            read += len(block)
+            if read > limit:
+                return
 
 
 def _int_header(value: str | None) -> int:
