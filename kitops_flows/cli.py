@@ -484,6 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(cli_skill.as_skill_argv(sys.argv[1:] if argv is None else argv))
     except SystemExit as e:  # argparse exits 2 on a usage error; kit (cobra) exits 1, --help exits 0
         return 1 if e.code == 2 else int(e.code or 0)
+    # main() may run inside another program (tests, a notebook): give the logger back as it was, so no
+    # handler outlives this call writing to a stream that is gone by then
+    saved = LOG.handlers[:], LOG.level, LOG.propagate
     _configure_logging(args)
     try:
         return args.func(args, _client(args))
@@ -498,6 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"Error: {e}", file=sys.stderr)
         return 1
+    finally:
+        LOG.handlers[:] = saved[0]
+        LOG.setLevel(saved[1])  # setLevel, not .level =: it also clears logging's enabled-for cache
+        LOG.propagate = saved[2]
 
 
 if __name__ == "__main__":

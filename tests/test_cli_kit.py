@@ -225,3 +225,15 @@ def test_kits_global_flags_progress_and_trace(capsys: pytest.CaptureFixture[str]
         assert ("push model layer: done, 10 B of 10 B" in err) == shown, progress
         assert "Model saved: sha256:x" in err
     assert main(["--progress", "none", "--log-level", "trace", "version"]) == 0
+
+
+def test_main_gives_the_logger_back_as_it_found_it(tmp_path: Path) -> None:
+    """main() run inside another program (here: pytest) leaves no handler behind on a stream that closes later."""
+    import logging
+
+    log = logging.getLogger("kitops_flows")
+    before = (log.handlers[:], log.level, log.propagate)
+    home = str(tmp_path / "home")
+    assert main(["--config", home, "-v", "pack", str(_context(tmp_path / "ctx")), "-t", "team/helper:v1"]) == 0
+    assert main(["--config", home, "info", "no/such:v1"]) == 1  # the error path too
+    assert (log.handlers[:], log.level, log.propagate) == before
