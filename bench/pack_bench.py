@@ -7,7 +7,8 @@ Each case runs ``--rounds`` times with the order of the two contenders alternati
 Each measurement runs in a child process so its peak RSS (VmHWM of that child: ru_maxrss would include the parent's peak, kept across exec) is its own.
 Children import kitops-flows as an installed copy would, from cached bytecode (``childenv.py``).
 Ratios > 1 mean kitops-flows is slower than the baseline; the CPU ratio (user + system seconds, medians)
-is what the wall-time ratio would be on an idle machine without the baseline's two processes in parallel. Page cache is warmed first for both.
+is what the wall-time ratio would be on an idle machine without the baseline's two processes in parallel. Page cache is
+warmed first for both, and every run starts after a ``sync`` (no contender waits on the other's writeback).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def run_case(name: str, ctx: Path, work: Path, rounds: int) -> dict[str, object]
     for n in range(rounds):
         home = work / f"home-{name}"
         for who in (("ours", "tar") if n % 2 == 0 else ("tar", "ours")):
+            os.sync()  # nobody pays for the previous run's writeback (a 2 GiB blob just written and deleted)
             if who == "tar":
                 seconds, cpu = baseline(ctx)
                 base.append(seconds)

@@ -310,8 +310,8 @@ _ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_DIRECTO
 
 
 class _FdReader:
-    """A bare ``read``/``readinto`` over a file descriptor: with 20,000 small files the cost of
-    building an ``io.FileIO`` per file is a visible share of packing time."""
+    """A bare ``read`` over a file descriptor: with 20,000 small files the cost of building an
+    ``io.FileIO`` per file is a visible share of packing time."""
 
     __slots__ = ("_fd",)
 
@@ -320,9 +320,6 @@ class _FdReader:
 
     def read(self, n: int = -1) -> bytes:
         return os.read(self._fd, n if n is not None and n >= 0 else 1 << 20)
-
-    def readinto(self, buf: memoryview) -> int:
-        return os.readv(self._fd, [buf])
 
 
 __all__ = ["LayerMember", "iter_layer_members", "open_member", "write_tar_layer"]

@@ -221,8 +221,8 @@ class GoTarWriter:
     >>> out.getvalue()[:9], tw.bytes_written == len(out.getvalue())
     (b'README.md', True)
 
-    ``out`` only needs ``write``. File data is copied in 1 MiB chunks (``readinto`` when the source
-    has it) and must be exactly ``size`` bytes. Headers and small files are gathered into
+    ``out`` only needs ``write``. File data is copied in 1 MiB chunks, each a fresh ``bytes`` that ``out``
+    may keep, and must be exactly ``size`` bytes. Headers and small files are gathered into
     ``COALESCE`` bytes before they reach ``out``: with 20,000 small files, one ``write`` (and one
     hash update downstream) per MiB instead of per file. ``close`` writes the two zero blocks that
     end the archive, flushes, and does not close ``out``.
@@ -233,7 +233,6 @@ class GoTarWriter:
     def __init__(self, out: BinaryIO) -> None:
         self._out_write = out.write
         self._pending = bytearray()
-        self._buf: bytearray | None = None
         self.bytes_written = 0
         self.entries = 0
         self._closed = False
@@ -315,25 +314,16 @@ class GoTarWriter:
             raise PackError("tar writer is closed: entries cannot be added after close()")
 
     def _copy(self, name: str, size: int, src: BinaryIO) -> None:
-        if self._buf is None:
-            self._buf = bytearray(CHUNK)
-        view = memoryview(self._buf)
-        readinto = getattr(src, "readinto", None)
+        # ``read`` (a fresh bytes per chunk), not ``readinto`` a reused buffer: a write-behind ``out`` can
+        # then queue each chunk as it is, where a reused buffer would have to be copied first
         write = self._write
         remaining = size
         while remaining:
-            want = min(remaining, CHUNK)
-            if readinto is not None:
-                n = readinto(view[:want])
-                if not n:
-                    break
-                write(view[:n])
-            else:
-                data = src.read(want)
-                n = len(data)
-                if not n:
-                    break
-                write(data)
+            data = src.read(min(remaining, CHUNK))
+            n = len(data)
+            if not n:
+                break
+            write(data)
             remaining -= n
         if remaining or src.read(1):
             raise _size_mismatch(name, size, size - remaining if remaining else None)

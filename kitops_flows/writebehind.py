@@ -1,7 +1,7 @@
 """Write-behind: hand a stream's writes to a thread, so hashing and disk I/O overlap the producer.
 
 Pack's producer (walking the tree, reading files, building tar headers) is Python work that holds the
-GIL; ``sha256`` updates and ``write``/``fdatasync`` calls release it. Moving the second group to a
+GIL; ``sha256`` updates and ``write`` calls release it. Moving the second group to a
 thread lets both run at once on two cores::
 
     with store.ingest() as blob:
@@ -9,8 +9,9 @@ thread lets both run at once on two cores::
             write_tar_layer(ctx, "data", [], rules, sink, log.warning)
         blob.digest   # every write has reached the blob here
 
-``sync_fd``: every ``sync_every`` bytes the thread calls ``fdatasync`` on it, so the kernel writes the
-blob out while the producer works and the store's final ``fsync`` finds little left to do.
+``sync_fd``: every ``sync_every`` bytes the thread asks the kernel to start writing those bytes out
+(``_start_writeback``), so the disk works while the producer does and the store's final ``fsync``
+finds little left to do.
 
 Writes are queued in order, at most ``depth`` at a time (bounded memory: the producer waits when the
 thread falls behind). A failure in the thread (a full disk) is raised by the next ``write`` or by
@@ -29,7 +30,7 @@ from .digests import Sink
 
 #: Chunks queued at once: the producer hands over ~1 MiB per write, so this bounds memory at a few MiB.
 DEPTH = 4
-#: Bytes between two ``fdatasync`` calls: early writeback without a sync per write.
+#: Bytes between two early-writeback requests.
 SYNC_EVERY = 16 << 20
 
 
@@ -80,18 +81,29 @@ class WriteBehind:
         self._thread.join()
 
     def _run(self) -> None:
-        unsynced = 0
+        written = started = 0  # bytes written; bytes whose writeback was started
         while (data := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # drain, so a producer blocked on a full queue wakes up and sees the error
             try:
                 self._sink.write(data)
-                unsynced += len(data)
-                if self._sync_fd is not None and unsynced >= self._sync_every:
-                    os.fdatasync(self._sync_fd)
-                    unsynced = 0
+                written += len(data)
+                if self._sync_fd is not None and written - started >= self._sync_every:
+                    _start_writeback(self._sync_fd, started, written - started)
+                    started = written
             except BaseException as e:  # noqa: BLE001 - re-raised in the producer's thread
                 self._error = e
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing ``[offset, offset+length)`` out, without waiting or flushing the device.
+
+    ``POSIX_FADV_DONTNEED`` on dirty pages starts their writeback (and drops only pages already clean,
+    which bytes written a moment ago are not), like ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which
+    Python does not offer. ``fdatasync`` here instead flushed the device's cache on every call: 128
+    flushes for a 2 GiB blob cost more than the one final ``fsync`` they were meant to shorten.
+    """
+    os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 __all__ = ["WriteBehind"]

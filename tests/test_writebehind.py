@@ -80,16 +80,21 @@ def test_body_error_wins_over_worker_error() -> None:
     assert not _threads()
 
 
-def test_periodic_fdatasync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    synced: list[int] = []
-    real = os.fdatasync
-    monkeypatch.setattr(writebehind.os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
-    with open(tmp_path / "blob", "wb") as f, WriteBehind(f, sync_fd=f.fileno(), sync_every=1000) as behind:
-        fd = f.fileno()
+def test_early_writeback_covers_each_range_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``sync_every`` bytes the kernel is asked to start writing exactly the bytes since the last request
+    (no device flush per request: that is the store's one final fsync)."""
+    asked: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(writebehind.os, "posix_fadvise",
+                        lambda fd, offset, length, advice: (asked.append((offset, length, advice)),
+                                                            real(fd, offset, length, advice)))
+    monkeypatch.setattr(writebehind.os, "fdatasync", lambda fd: pytest.fail("no fdatasync per interval"))
+    with open(tmp_path / "blob", "wb", buffering=0) as f, WriteBehind(f, sync_fd=f.fileno(), sync_every=1000) as behind:
         for _ in range(10):
-            behind.write(b"y" * 500)
-    assert synced == [fd] * 5
-    assert (tmp_path / "blob").read_bytes() == b"y" * 5000
+            behind.write(b"y" * 450)
+    assert asked == [(0, 1350, os.POSIX_FADV_DONTNEED), (1350, 1350, os.POSIX_FADV_DONTNEED),
+                     (2700, 1350, os.POSIX_FADV_DONTNEED)]
+    assert (tmp_path / "blob").read_bytes() == b"y" * 4500
 
 
 def test_pack_through_write_behind_matches_and_cleans_up(tmp_path: Path) -> None:
