@@ -141,14 +141,20 @@ def parse_envelope(doc: Any, what: str) -> Envelope:
     return Envelope(str(doc.get("payloadType", "")), b64decode_dsse(str(doc.get("payload", ""))), tuple(parsed))
 
 
-def parse_statement(data: bytes, what: str) -> dict[str, Any]:
-    """An in-toto statement, checked the way cosign's strict protojson parse does; ValueError otherwise."""
+def _strict_object(data: bytes, what: str, allowed: set[str], unknown: str) -> dict[str, Any]:
+    """A JSON object with no key outside ``allowed`` (protojson's strict parse refuses unknown fields)."""
     doc = json.loads(data)
     if not isinstance(doc, dict):
         raise ValueError(f"{what} is not a JSON object")
-    extra = set(doc) - STATEMENT_KEYS
+    extra = set(doc) - allowed
     if extra:
-        raise ValueError(f"{what} has unknown top-level key(s) {sorted(extra)}")
+        raise ValueError(f"{what} has {unknown} {sorted(extra)}")
+    return doc
+
+
+def parse_statement(data: bytes, what: str) -> dict[str, Any]:
+    """An in-toto statement, checked the way cosign's strict protojson parse does; ValueError otherwise."""
+    doc = _strict_object(data, what, STATEMENT_KEYS, "unknown top-level key(s)")
     subjects = doc.get("subject")
     if not isinstance(subjects, list):
         raise ValueError(f"{what}: subject is not a list")
@@ -173,12 +179,7 @@ class Bundle:
 
 def parse_bundle(data: bytes, what: str) -> Bundle:
     """A Sigstore bundle v0.3+ with a DSSE envelope and ``publicKey`` material; ValueError otherwise."""
-    doc = json.loads(data)
-    if not isinstance(doc, dict):
-        raise ValueError(f"{what} is not a JSON object")
-    extra = set(doc) - BUNDLE_KEYS
-    if extra:
-        raise ValueError(f"{what} has unknown field(s) {sorted(extra)}")
+    doc = _strict_object(data, what, BUNDLE_KEYS, "unknown field(s)")
     media_type = str(doc.get("mediaType", ""))
     if media_type not in (BUNDLE_MEDIA_TYPE, "application/vnd.dev.sigstore.bundle+json;version=0.3"):
         raise ValueError(f"{what}: bundle media type {media_type!r} is not v0.3")
