@@ -103,7 +103,11 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
     Python does not offer. ``fdatasync`` here instead flushed the device's cache on every call: 128
     flushes for a 2 GiB blob cost more than the one final ``fsync`` they were meant to shorten.
     """
-    os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    if _FADVISE is not None:  # Linux and most Unixes; macOS has no posix_fadvise: the final fsync does it all
+        _FADVISE(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
+_FADVISE = getattr(os, "posix_fadvise", None)
 
 
 __all__ = ["WriteBehind"]
