@@ -3,7 +3,7 @@
 #
 #   make test     everything (integration tests included)     make unit    only tests not marked integration
 #   make lint     ruff                                         make demo    examples/demo.py
-#   make bench    every bench/*.py                             make venv    (re)install .venv when the pins change
+#   make bench    every bench/[!_]*.py                        make venv    (re)install .venv when the pins change
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
@@ -54,4 +54,4 @@ demo: venv
 	$(VPY) examples/demo.py
 
 bench: system-deps venv
-	@set -e; for f in bench/*.py; do echo "== $$f"; $(VPY) $$f; done
+	@set -e; for f in bench/[!_]*.py; do echo "== $$f"; $(VPY) $$f; done

@@ -4,7 +4,7 @@
     .venv/bin/python bench/cli_startup.py --runs 30
 
 Baseline in the same run: ``python -c pass`` with the same interpreter (its start-up and site imports).
-Every command runs from cached bytecode, as an installed copy does (``childenv.py``), after one warm-up run.
+Every command runs from cached bytecode, as an installed copy does (``_childenv.py``), after one warm-up run.
 The target of issue 18 is a median under 150 ms for both commands.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from childenv import child_env  # noqa: E402
+from _childenv import child_env  # noqa: E402
 
 
 def timed(argv: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
@@ -54,7 +54,7 @@ def main() -> int:
         from kitops_flows.store import LocalStore
 
         KitOpsClient(store=LocalStore(Path(tmp) / "home")).pack(ctx, reference="bench/m:v1", record_lineage=False)
-        # cached bytecode, as an installed copy has (childenv.py); the first run of each case warms it
+        # cached bytecode, as an installed copy has (_childenv.py); the first run of each case warms it
         env = {**child_env(Path(tmp)), "KITOPS_HOME": str(Path(tmp) / "home")}
         cases = {
             "python -c pass": [sys.executable, "-c", "pass"],

@@ -5,7 +5,7 @@
 
 Each case runs ``--rounds`` times with the order of the two contenders alternating; medians are reported.
 Each measurement runs in a child process so its peak RSS (VmHWM of that child: ru_maxrss would include the parent's peak, kept across exec) is its own.
-Children import kitops-flows as an installed copy would, from cached bytecode (``childenv.py``).
+Children import kitops-flows as an installed copy would, from cached bytecode (``_childenv.py``).
 Ratios > 1 mean kitops-flows is slower than the baseline; the CPU ratio (user + system seconds, medians)
 is what the wall-time ratio would be on an idle machine without the baseline's two processes in parallel. Page cache is
 warmed first for both, and every run starts after a ``sync`` (no contender waits on the other's writeback).
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from childenv import child_env
+from _childenv import child_env
 
 CHILD = r"""
 import json, logging, os, resource, sys, time

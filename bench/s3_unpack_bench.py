@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from childenv import child_env, warm  # noqa: E402
+from _childenv import child_env, warm  # noqa: E402
 
 BUCKET = "bench-unpack"
 KITFILE = "manifestVersion: 1.0.0\npackage: {name: unpackbench}\ndatasets:\n  - {name: data, path: data}\n"

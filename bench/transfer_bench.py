@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from childenv import child_env, warm  # noqa: E402
+from _childenv import child_env, warm  # noqa: E402
 from services import CountingProxy, RegistryServer  # noqa: E402
 from wan_proxy import WanProxy  # noqa: E402
 
