@@ -374,3 +374,56 @@ def test_a_failure_among_parallel_copies_of_the_commit_restores_every_object(s3:
             unpack_to_s3(kit, "w/d:v1", None, DEST, existing="overwrite",
                          session=_session((operation, lambda k, key=key: k.endswith(key))))
         assert _snapshot(c) == before, key
+
+
+def test_a_failed_small_upload_stops_a_large_one_in_flight(s3: Any, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The large file's multipart upload checks for an earlier failure before each read: it stops at its next
+    read (s3transfer aborts it) instead of sending the whole file first, and the prefix is as it was."""
+    c = s3.client()
+    c.create_bucket(Bucket=BUCKET)
+    big = os.urandom(6 * write.SINGLE_PUT_LIMIT)
+    kit = _modelkit(tmp_path, {"a.txt": b"small", "z.bin": big})  # tar order: a.txt's PUT is in flight first
+    pools = _pools(monkeypatch)
+    started = threading.Event()
+    reads: list[int] = []
+
+    class Gate:
+        """Wraps the large file's layer reader: the 1st read lets a.txt's PUT fail; a 2nd one (if the check
+        before it came too early) waits until the pool has that failure, so the next check must see it."""
+
+        def __init__(self, raw: Any) -> None:
+            self.raw = raw
+
+        def read(self, n: int = -1) -> bytes:
+            reads.append(n)
+            if len(reads) == 1:
+                started.set()
+            elif len(reads) == 2:
+                for _ in range(GUARD * 100):
+                    try:
+                        pools[0].check()
+                    except S3SourceError:
+                        break
+                    threading.Event().wait(0.01)
+            return self.raw.read(n)
+
+    real_init = write._HashingReader.__init__
+    monkeypatch.setattr(write._HashingReader, "__init__",
+                        lambda self, raw, *check: real_init(self, Gate(raw), *check))
+    calls: list[tuple[str, str]] = []
+    session = _session(("PutObject", lambda k: k.endswith("data/a.txt")), calls=calls)
+
+    def hold(params: dict[str, Any], **_: Any) -> None:
+        if str(params.get("Key", "")).endswith("data/a.txt"):
+            started.wait(GUARD)  # fail only once the large upload has begun
+
+    session.events.register("before-parameter-build.s3.PutObject", hold)
+    with pytest.raises(S3SourceError, match=r"s3://serve/serve/data/a\.txt: access denied while uploading"):
+        unpack_to_s3(kit, "w/d:v1", None, DEST, session=session)
+    # stopped at the first read after the failure (1 or 2 reads, as the failure lands before or during the
+    # 2nd), not after all of the file's 6 chunks
+    assert 1 <= len(reads) <= 2
+    assert ("CompleteMultipartUpload", "serve/data/z.bin") not in calls
+    assert not c.list_multipart_uploads(Bucket=BUCKET).get("Uploads")  # aborted, no parts left behind
+    assert _snapshot(c) == {}

@@ -272,7 +272,9 @@ class S3PrefixWriter:
         from boto3.s3.transfer import TransferConfig
 
         meta = {META_SHA256: f.sha256}
-        hashing = _HashingReader(reader)
+        # a small upload failing meanwhile stops this one at its next read (s3transfer aborts the multipart
+        # upload) instead of after the whole file has gone
+        hashing = _HashingReader(reader, self._pool.check)
         config = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT, multipart_chunksize=SINGLE_PUT_LIMIT,
                                 max_concurrency=4)
         config.max_in_memory_upload_chunks = 4  # s3transfer's knob (boto3 does not expose it): bounds buffered parts
@@ -448,14 +450,17 @@ class S3PrefixWriter:
 
 
 class _HashingReader:
-    """File-like view that hashes what s3transfer reads."""
+    """File-like view that hashes what s3transfer reads; ``check`` runs before every read (it may raise)."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, check: Callable[[], None] | None = None) -> None:
         self._raw = raw
+        self._check = check
         self.sha256 = hashlib.sha256()
         self.count = 0
 
     def read(self, n: int = -1) -> bytes:
+        if self._check is not None:
+            self._check()
         data = self._raw.read(CHUNK if n is None or n < 0 else n)
         self.sha256.update(data)
         self.count += len(data)
