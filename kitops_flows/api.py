@@ -40,7 +40,7 @@ from .mediatypes import OCI_MANIFEST
 from .modelkit import LayerSummary, ModelKitDescriptor, PushResult, describe
 from .progress import ProgressCallback, ProgressReporter
 from .reference import Reference, is_internal_tag, parse_reference
-from .registry import ParallelDownload, RegistryCredentials, RetryPolicy, resolve_credentials
+from .registry import ParallelDownload, RegistryCredentials, RetryPolicy, UploadPolicy, resolve_credentials
 from .sources import LoadedModelKit, ModelKitSource, require_registry
 from .store import Descriptor, LocalStore, VerifyReport
 from .unpack import UnpackResult, unpack_layers
@@ -97,7 +97,11 @@ class KitOpsClient:
     ``credentials`` is one RegistryCredentials for every registry, or a mapping of registry host to
     credentials; registries not covered fall back to env vars, kit's credentials.json and the
     docker config. ``immutable_tags`` refuses to move an existing remote tag to another digest.
-    ``retry`` tunes how transient registry failures (429/5xx, resets) are retried.
+    ``retry`` tunes how transient registry failures (429/5xx, resets) are retried. ``upload_policy``
+    replaces kit's per-registry upload table, e.g. smaller chunks for a registry behind a proxy that
+    limits request bodies::
+
+        KitOpsClient(upload_policy=UploadPolicy(chunk_size=32 << 20))   # PATCHes of 32 MiB at most
     """
 
     store: LocalStore = field(default_factory=LocalStore.default)
@@ -110,6 +114,7 @@ class KitOpsClient:
     s3_session: object | None = None  # a boto3.Session; None = boto3's default credential chain
     retry: RetryPolicy | None = None  # registry retries/backoff; None = RetryPolicy()'s defaults
     parallel_download: ParallelDownload | None = None  # connections per big blob; None = ParallelDownload()
+    upload_policy: UploadPolicy | None = None  # monolithic vs chunked uploads and chunk size; None = kit's table
     ca_cert: str | Path | None = None  # a PEM bundle of CAs to trust for registries (CLI --tls-cert)
     login_hint: str | None = None  # how to fix refused credentials (plugins name their connection/block/resource)
     # a throwaway per-task store (kitops_home="ephemeral"): only a staging area, so pushing packs stream past it
@@ -135,7 +140,7 @@ class KitOpsClient:
             self._clients[registry] = RegistryClient(
                 registry, credentials=creds, plain_http=self.plain_http, tls_verify=self.tls_verify,
                 concurrency=self.concurrency, retry=self.retry, parallel_download=self.parallel_download,
-                ca_cert=self.ca_cert, login_hint=self.login_hint,
+                ca_cert=self.ca_cert, login_hint=self.login_hint, upload_policy=self.upload_policy,
             )
         return self._clients[registry]
 

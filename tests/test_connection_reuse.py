@@ -45,3 +45,28 @@ def test_push_and_pull_reuse_one_connection_per_worker(registry: RegistryServer,
     parallel = KitOpsClient(store=LocalStore(tmp_path / "pulled-4"), plain_http=True, concurrency=4)
     parallel.pull(ref)
     assert 1 <= wan.connections <= 4  # one per worker at most, each reused for its blobs
+
+
+def test_the_clients_upload_policy_sets_the_chunk_size(registry: RegistryServer, tmp_path: Path) -> None:
+    """``KitOpsClient(upload_policy=...)`` replaces kit's table: 1 MiB chunks give one PATCH per MiB, and the
+    pushed ModelKit is whole (a fresh client pulls and verifies it)."""
+    from services import CountingProxy
+
+    from kitops_flows.registry import UploadPolicy
+
+    proxy = CountingProxy(registry.host).start()
+    try:
+        ref = f"{proxy.host}/chunks/kit:v1"
+        kit = KitOpsClient(store=LocalStore(tmp_path / "home"), plain_http=True,
+                           upload_policy=UploadPolicy(chunk_size=1 << 20))
+        desc = kit.pack(_four_layers(tmp_path / "ctx"), reference=ref, record_lineage=False)
+        kit.push(ref)
+        patches = [r for r in proxy.requests if r.method == "PATCH"]
+        # chunked from 1 MiB up: the 3 MiB model and the 1 MiB dataset (+ tar headers) in 1 MiB PATCHes
+        expected = sum(-(-lay.size // (1 << 20)) for lay in desc.layers if lay.size >= 1 << 20)
+        assert len(patches) == expected >= 4
+        puller = KitOpsClient(store=LocalStore(tmp_path / "pulled"), plain_http=True)
+        puller.pull(ref)
+        assert puller.verify().ok
+    finally:
+        proxy.stop()
