@@ -76,7 +76,6 @@ class ListEntry:
                 "size": self.size, "author": self.author or "<none>"}
 
 
-
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -89,6 +88,7 @@ def _names_s3_credentials(method: Callable[Concatenate[KitOpsClient, _P], _R]
         with credentials_named(self.s3_session):
             return method(self, *args, **kwargs)
     return wrapper
+
 
 @dataclass
 class KitOpsClient:
